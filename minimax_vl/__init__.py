@@ -1,0 +1,1 @@
+"""MiniMax-VL-01 re-implementation."""

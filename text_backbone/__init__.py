@@ -1,0 +1,1 @@
+"""MiniMax-Text-01 hybrid lightning/softmax MoE backbone."""
