@@ -1,0 +1,1 @@
+"""Building blocks of the MiniMax-Text-01 decoder (ops -> layers -> model)."""
