@@ -1,0 +1,148 @@
+"""Splits, sample kinds, the text-only mix and preference pairs."""
+import hashlib
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from minimax_vl.chat_template import IMAGE, render
+from minimax_vl.evaluation import is_correct
+from training.data.samples import SAMPLE_KINDS, STAGE_MIXES, GeneratorConfig, iter_samples, make_sample
+from training.data.splits import SPLIT_SEED_RANGES, rng_for, seed_for
+from training.data.text_only import text_question
+from training.data.vocab import FUNCTION_WORDS, HELDOUT, TRAIN
+
+
+def test_split_seed_ranges_are_disjoint():
+    ranges = list(SPLIT_SEED_RANGES.values())
+    for i, a in enumerate(ranges):
+        for b in ranges[i + 1:]:
+            assert a.stop <= b.start or b.stop <= a.start
+    assert seed_for("val", 0) == SPLIT_SEED_RANGES["val"].start
+    with pytest.raises(IndexError, match="outside split"):
+        seed_for("test", len(SPLIT_SEED_RANGES["test"]))
+
+
+def test_heldout_words_are_disjoint_from_train_words():
+    assert TRAIN.label_words().isdisjoint(HELDOUT.label_words())
+
+
+def test_heldout_samples_use_only_heldout_words():
+    train_words = TRAIN.label_words()
+    config = GeneratorConfig(split="heldout", sample_kinds=(("description", 1.0),))
+    for sample in iter_samples(config, 0, 40):
+        text = sample.messages[-1]["content"][0]["text"]
+        words = set(re.findall(r"[A-Z][a-z]+", text)) - FUNCTION_WORDS
+        assert not words & train_words, words & train_words
+
+
+def _fingerprint(split, kind, index):
+    sample = make_sample(GeneratorConfig(split=split, sample_kinds=((kind, 1.0),)), index)
+    digest = hashlib.sha256(render(sample.messages).encode())
+    for image in sample.images:
+        digest.update(image.tobytes())
+    return digest.hexdigest()
+
+
+def test_samples_are_deterministic_across_processes():
+    here = _fingerprint("val", "vqa", 5)
+    code = ("from tests.data.test_data_samples import _fingerprint as f; print(f('val', 'vqa', 5))")
+    there = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                           cwd=Path(__file__).resolve().parents[2]).stdout.strip()
+    assert here == there
+    assert _fingerprint("val", "vqa", 6) != here
+    assert _fingerprint("test", "vqa", 5) != here
+
+
+@pytest.mark.parametrize("kind", SAMPLE_KINDS)
+def test_every_sample_kind_is_well_formed(kind):
+    config = GeneratorConfig(sample_kinds=((kind, 1.0),), difficulty="easy")
+    for sample in iter_samples(config, 0, 12):
+        roles = [m["role"] for m in sample.messages]
+        assert roles == ["user", "assistant"] * (len(roles) // 2)
+        assert sample.meta["sample_kind"] == kind
+        text_only = kind.startswith("text")
+        assert len(sample.images) == (0 if text_only else 1)
+        assert render(sample.messages).count(IMAGE) == len(sample.images)
+        assert sample.messages[0]["content"][0]["type"] == ("text" if text_only else "image")
+        questions = len(roles) // 2
+        assert len(sample.meta["question_types"]) == questions
+        if kind in ("preference", "text_preference"):
+            chosen = sample.messages[-1]["content"][0]["text"]
+            assert sample.rejected and sample.rejected != chosen
+            assert not is_correct(sample.meta["rejected_answer"], sample.meta["answer"], sample.meta["matches"][0])
+        else:
+            assert sample.rejected is None
+
+
+def test_undrawn_samples_have_the_same_text_and_image_slots():
+    config = GeneratorConfig(sample_kinds=STAGE_MIXES[2] + STAGE_MIXES[3])
+    for index in range(10):
+        drawn, planned = make_sample(config, index), make_sample(config, index, draw=False)
+        assert render(drawn.messages) == render(planned.messages)
+        assert len(drawn.images) == len(planned.images) and all(i is None for i in planned.images)
+
+
+def test_stage_two_mix_is_about_twenty_to_one():
+    config = GeneratorConfig(sample_kinds=STAGE_MIXES[2])
+    kinds = [make_sample(config, i, draw=False).meta["sample_kind"] for i in range(420)]
+    text = kinds.count("text_only")
+    assert 8 <= text <= 40, text  # expectation 20 of 420
+
+
+def test_balanced_choice_prefers_distinct_types():
+    config = GeneratorConfig(sample_kinds=(("vqa", 1.0),), max_questions=4)
+    for sample in iter_samples(config, 0, 30):
+        types = sample.meta["question_types"]
+        assert len(types) == len(set(types))
+
+
+def test_text_only_answers_are_correct():
+    turns = {"right": 1, "left": -1, "around": 2}
+    cardinal = ["north", "east", "south", "west"]
+    points = ["east", "northeast", "north", "northwest", "west", "southwest", "south", "southeast"]
+    seen = set()
+    for seed in range(400):
+        qa = text_question(rng_for(seed, "t"), "train")
+        q, t = qa.question, qa.question_type
+        seen.add(t)
+        if t == "arithmetic":
+            a, op, b = re.match(r"What is (\d+) (\+|-|times) (\d+)\?", q).groups()
+            assert int(qa.answer) == {"+": int(a) + int(b), "-": int(a) - int(b), "times": int(a) * int(b)}[op]
+        elif t == "compare_numbers":
+            assert int(qa.answer) == max(map(int, re.findall(r"\d+", q)))
+        elif t == "percent":
+            share, whole = map(int, re.findall(r"\d+", q))
+            assert int(qa.answer) * 100 == share * whole
+        elif t == "compass_opposite":
+            point = q.split("of ")[1].rstrip("?")
+            assert qa.answer == points[(points.index(point) + 4) % 8]
+        elif t == "compass_turn":
+            facing, turn = re.match(r"You face (\w+) and turn (\w+)", q).groups()
+            assert qa.answer == cardinal[(cardinal.index(facing) + turns[turn]) % 4]
+        elif t == "compass_between":
+            a, b = re.search(r"between (\w+) and (\w+)\?", q).groups()
+            assert set(re.findall("north|south|east|west", qa.answer)) == {a, b}
+        elif t == "sort_words":
+            words = q.split(": ")[1].rstrip(".").split(", ")
+            assert qa.answer == ", ".join(sorted(words))
+        elif t == "reverse_words":
+            assert qa.answer.split() == q.split(": ")[1].split()[::-1]
+        elif t == "count_words":
+            assert int(qa.answer) == len(q.split(": ")[1].rstrip("?").split())
+        elif t == "uppercase":
+            assert qa.answer == re.search(r"word (\w+) in", q).group(1).upper()
+        for wrong in qa.distractors:
+            assert not is_correct(wrong, qa.answer, qa.match)
+    assert len(seen) == 10
+
+
+def test_config_errors_name_the_fix():
+    with pytest.raises(ValueError, match="unknown sample kind"):
+        GeneratorConfig(sample_kinds=(("captions", 1.0),))
+    with pytest.raises(ValueError, match="unknown split"):
+        GeneratorConfig(split="dev")
+    with pytest.raises(ValueError, match="image kind"):
+        GeneratorConfig(image_kinds=("photo",))

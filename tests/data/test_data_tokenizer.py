@@ -1,0 +1,68 @@
+"""The shipped tokenizer: special tokens are single tokens, digits split, decoding round-trips,
+training is deterministic."""
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from minimax_vl.chat_template import IMAGE, SPECIAL_TOKENS, render
+from training.data.samples import GeneratorConfig, make_sample
+from training.data.tokenizer import DEFAULT_PATH, load_tokenizer, tokenizer_corpus, train_tokenizer
+
+TOKENIZER = load_tokenizer()
+
+
+def test_shipped_file_is_small_with_a_2k_to_4k_vocabulary():
+    assert DEFAULT_PATH.stat().st_size < 200_000
+    assert 2000 <= TOKENIZER.get_vocab_size() <= 4096
+
+
+@pytest.mark.parametrize("token", SPECIAL_TOKENS)
+def test_special_tokens_are_single_tokens(token):
+    encoding = TOKENIZER.encode(f"a{token}b", add_special_tokens=False)
+    assert TOKENIZER.token_to_id(token) in encoding.ids
+    assert token in encoding.tokens
+
+
+def test_image_placeholders_stay_separate_tokens():
+    image_id = TOKENIZER.token_to_id(IMAGE)
+    ids = TOKENIZER.encode(IMAGE * 5 + "\nWhat?", add_special_tokens=False).ids
+    assert ids[:5] == [image_id] * 5 and image_id not in ids[5:]
+
+
+def test_digits_are_split_individually():
+    tokens = TOKENIZER.encode("In 2014 it was 1,250.5", add_special_tokens=False).tokens
+    digits = [t for t in tokens if any(c.isdigit() for c in t)]
+    assert digits == list("201412505")
+
+
+def test_generated_text_is_compact():
+    """Label words of both splits are whole tokens, so labels read as one unit."""
+    for word in ("Pear", "Lighthouse", "Observatory", "northeast", "Spinach"):
+        assert len(TOKENIZER.encode(" " + word, add_special_tokens=False).ids) == 1, word
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_decoding_round_trips_any_text(text):
+    ids = TOKENIZER.encode(text, add_special_tokens=False).ids
+    assert TOKENIZER.decode(ids, skip_special_tokens=False) == text
+
+
+def test_decoding_round_trips_a_rendered_conversation():
+    sample = make_sample(GeneratorConfig(sample_kinds=(("conversation", 1.0),)), 1, draw=False)
+    text = render(sample.messages)
+    assert TOKENIZER.decode(TOKENIZER.encode(text, add_special_tokens=False).ids, skip_special_tokens=False) == text
+
+
+def test_training_is_deterministic():
+    corpus = list(tokenizer_corpus(samples_per_setting=15))
+    first = train_tokenizer(iter(corpus), vocab_size=600).to_str()
+    second = train_tokenizer(iter(corpus), vocab_size=600).to_str()
+    assert first == second
+
+
+@pytest.mark.slow
+def test_rebuilding_reproduces_the_shipped_file(tmp_path):
+    from training.data.tokenizer import main
+    out = tmp_path / "tokenizer.json"
+    main(["--out", str(out)])
+    assert out.read_bytes() == DEFAULT_PATH.read_bytes()

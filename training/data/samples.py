@@ -1,0 +1,199 @@
+"""Training samples built from generated images, for each of the four training stages (SPEC §7.2).
+
+    config = GeneratorConfig(split="train", sample_kinds=STAGE_MIXES[2], difficulty="easy")
+    for sample in iter_samples(config, start=0, stop=1000):   # on the fly, nothing touches disk
+        ...
+
+Sample kinds:
+    description       stage I: "Describe this chart." -> a dense description listing every label and value
+    vqa               stage II: 1..max_questions short-answer questions as one multi-turn conversation
+    text_only         stage II's text mix: arithmetic, compass facts, word rewriting (no image)
+    conversation      stage III: multi-turn chat with full-sentence answers
+    preference        stage IV: (image, question, chosen, rejected) with a plausible wrong rejected answer
+    text_preference   stage IV's pure-text pairs
+
+Sample `index` of a split is a pure function of (config, index): `make_sample(config, i)` always
+returns the same sample, in any process, so data loaders can shard by index.
+"""
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+from typing import Iterator
+
+from training.data.chart_questions import chart_questions, describe_chart
+from training.data.charts import generate_chart
+from training.data.formats import Sample
+from training.data.map_questions import describe_map, map_questions
+from training.data.maps import generate_map
+from training.data.qa import QA
+from training.data.splits import check_split, rng_for, seed_for
+from training.data.styles import difficulty as check_difficulty
+from training.data.text_only import text_question
+
+IMAGE_KINDS = ("chart", "map")
+SAMPLE_KINDS = ("description", "vqa", "text_only", "conversation", "preference", "text_preference")
+STAGE_MIXES: dict[int, tuple[tuple[str, float], ...]] = {
+    1: (("description", 1.0),),
+    2: (("vqa", 20.0), ("text_only", 1.0)),  # SPEC §7.2: multimodal to text 20:1
+    3: (("conversation", 1.0),),
+    4: (("preference", 3.0), ("text_preference", 1.0)),
+}
+DESCRIPTION_PROMPTS = {
+    "chart": ("Describe this chart in detail.", "What does this chart show? List every label and value.",
+              "Give a full description of the chart."),
+    "map": ("Describe this map in detail.", "What is shown on this map? Name every street and landmark.",
+            "Give a full description of the map."),
+}
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    split: str = "train"
+    image_kinds: tuple[str, ...] = IMAGE_KINDS
+    sample_kinds: tuple[tuple[str, float], ...] = (("vqa", 1.0),)  # (kind, weight)
+    image_size: int = 336  # long side in px
+    difficulty: str = "normal"  # "easy": few categories, big labels, small vocabulary, square images
+    font_scale: float = 1.0  # multiplies the difficulty's label size
+    max_questions: int = 4  # per vqa sample; conversations use up to 4 turns
+
+    def __post_init__(self):
+        check_split(self.split)
+        check_difficulty(self.difficulty)
+        for kind in self.image_kinds:
+            if kind not in IMAGE_KINDS:
+                raise ValueError(f"unknown image kind {kind!r}; expected some of {IMAGE_KINDS}")
+        if not self.image_kinds:
+            raise ValueError("image_kinds is empty; give at least one of 'chart', 'map'")
+        for kind, weight in self.sample_kinds:
+            if kind not in SAMPLE_KINDS:
+                raise ValueError(f"unknown sample kind {kind!r}; expected some of {SAMPLE_KINDS}")
+            if weight <= 0:
+                raise ValueError(f"sample kind {kind!r} has weight {weight}; weights must be positive")
+        if self.image_size < 128:
+            raise ValueError(f"image_size {self.image_size} is too small for legible labels; use at least 128")
+        if self.max_questions < 1:
+            raise ValueError("max_questions must be at least 1")
+
+
+def parse_sample_kinds(text: str) -> tuple[tuple[str, float], ...]:
+    """"vqa:20,text_only:1" or "description" → ((kind, weight), ...)."""
+    kinds = []
+    for part in text.split(","):
+        name, _, weight = part.strip().partition(":")
+        kinds.append((name, float(weight) if weight else 1.0))
+    return tuple(kinds)
+
+
+def iter_samples(config: GeneratorConfig, start: int = 0, stop: int | None = None, step: int = 1) -> Iterator[Sample]:
+    """Samples start, start+step, ... (< stop; endless when stop is None) of the config's split."""
+    index = start
+    while stop is None or index < stop:
+        yield make_sample(config, index)
+        index += step
+
+
+def make_sample(config: GeneratorConfig, index: int, *, draw: bool = True) -> Sample:
+    """Sample `index` of the config's split; images are PIL images in memory. With `draw=False` layouts
+    are planned but nothing is painted: images are None (placeholders stay), the text is identical."""
+    seed = seed_for(config.split, index)
+    kinds, weights = zip(*config.sample_kinds)
+    sample_kind = rng_for(seed, "sample_kind").choices(kinds, weights)[0]
+    meta = {"sample_kind": sample_kind, "split": config.split, "seed": seed, "difficulty": config.difficulty}
+    sample_id = f"{config.split}-{index:08d}"
+    rng = rng_for(seed, "questions")
+    if sample_kind in ("text_only", "text_preference"):
+        meta["kind"] = "text"
+        if sample_kind == "text_only":
+            return _question_sample(sample_id, [text_question(rng, config.split) for _ in range(rng.randint(1, 3))],
+                                    [], meta, rng, sentences=False)
+        question = text_question(rng, config.split)
+        while not question.distractors:  # e.g. sorting words that were already in order
+            question = text_question(rng, config.split)
+        return _preference_sample(sample_id, [question], [], meta, rng)
+
+    image_kind = rng_for(seed, "image_kind").choice(config.image_kinds)
+    image_rng = rng_for(seed, image_kind)
+    common = dict(split=config.split, difficulty=config.difficulty, image_size=config.image_size,
+                  font_scale=config.font_scale, draw=draw)
+    if image_kind == "chart":
+        scene, image = generate_chart(image_rng, **common)
+        questions, description = chart_questions(scene, rng), describe_chart(scene)
+        meta["chart_type"] = scene.chart_type
+    else:
+        scene, image = generate_map(image_rng, **common)
+        questions, description = map_questions(scene, rng), describe_map(scene)
+    meta["kind"] = image_kind
+    images = [image]  # [None] when not drawn: the slot and its <image> placeholder stay
+
+    if sample_kind == "description":
+        meta.update(question_types=["description"], matches=["exact"])
+        prompt = rng.choice(DESCRIPTION_PROMPTS[image_kind])
+        return Sample(sample_id, [_user(prompt, with_image=True), _assistant(description)], images, meta)
+    if sample_kind == "vqa":
+        return _question_sample(sample_id, balanced_choice(questions, rng.randint(1, config.max_questions), rng),
+                                images, meta, rng, sentences=False)
+    if sample_kind == "conversation":
+        return _conversation_sample(sample_id, questions, description, image_kind, images, meta, rng)
+    return _preference_sample(sample_id, [q for q in questions if q.distractors], images, meta, rng)
+
+
+def balanced_choice(questions: list[QA], k: int, rng: random.Random) -> list[QA]:
+    """k distinct questions with question types drawn uniformly (not in proportion to how many each
+    type has: a chart yields dozens of comparison pairs but one title question)."""
+    by_type: dict[str, list[QA]] = {}
+    for qa in questions:
+        by_type.setdefault(qa.question_type, []).append(qa)
+    chosen: list[QA] = []
+    while len(chosen) < min(k, len(questions)):
+        types = [t for t, qs in by_type.items() if qs]
+        unused = [t for t in types if all(q.question_type != t for q in chosen)]
+        question_type = rng.choice(sorted(unused or types))
+        pool = by_type[question_type]
+        chosen.append(pool.pop(rng.randrange(len(pool))))
+    return chosen
+
+
+def _user(text: str, with_image: bool) -> dict:
+    # "<image>\n" + question, as LLaVA writes it; the newline is part of the text, so the rendered
+    # prompt is identical whether a sample comes from here or from a LLaVA JSON file.
+    content = [{"type": "image"}, {"type": "text", "text": "\n" + text}] if with_image else [{"type": "text", "text": text}]
+    return {"role": "user", "content": content}
+
+
+def _assistant(text: str) -> dict:
+    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+
+
+def _question_sample(sample_id: str, questions: list[QA], images: list, meta: dict, rng: random.Random, *,
+                     sentences: bool) -> Sample:
+    messages = []
+    for i, qa in enumerate(questions):
+        messages.append(_user(qa.question, with_image=bool(images) and i == 0))
+        messages.append(_assistant(qa.sentence() if sentences else qa.answer))
+    meta.update(question_types=[q.question_type for q in questions], matches=[q.match for q in questions])
+    return Sample(sample_id, messages, images, meta)
+
+
+def _conversation_sample(sample_id: str, questions: list[QA], description: str, image_kind: str, images: list,
+                         meta: dict, rng: random.Random) -> Sample:
+    turns = balanced_choice(questions, rng.randint(1, 3), rng)
+    messages, types = [], []
+    if rng.random() < 0.5:
+        messages += [_user(rng.choice(DESCRIPTION_PROMPTS[image_kind]), with_image=True), _assistant(description)]
+        types.append("description")
+    for qa in turns:
+        messages += [_user(qa.question, with_image=not messages), _assistant(qa.sentence())]
+        types.append(qa.question_type)
+    meta.update(question_types=types, matches=["exact"] * len(types))
+    return Sample(sample_id, messages, images, meta)
+
+
+def _preference_sample(sample_id: str, questions: list[QA], images: list, meta: dict, rng: random.Random) -> Sample:
+    qa = rng.choice(questions)
+    wrong = qa.distractors[0] if rng.random() < 0.6 else rng.choice(qa.distractors)
+    in_sentences = rng.random() < 0.5
+    chosen, rejected = (qa.sentence(), qa.sentence(wrong)) if in_sentences else (qa.answer, wrong)
+    meta.update(question_types=[qa.question_type], matches=[qa.match], answer=qa.answer, rejected_answer=wrong)
+    messages = [_user(qa.question, with_image=bool(images)), _assistant(chosen)]
+    return Sample(sample_id, messages, images, meta, rejected=rejected)
