@@ -11,7 +11,7 @@ CLIP names.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Iterator, Sequence
 
 import torch
 from torch import nn
@@ -137,7 +137,8 @@ class MiniMaxVL01(nn.Module):
 
     # ------------------------------------------------------------------ generation
     def prefill(self, image=None, **kwargs):
-        from minimax_vl.generation import vl_prefill
+        """Encodes the conversation up to the question (system turn, user turn start, image) for reuse."""
+        from minimax_vl.engine import vl_prefill
 
         return vl_prefill(self, image, **kwargs)
 
@@ -145,9 +146,15 @@ class MiniMaxVL01(nn.Module):
     def generate(self, image=None, prompt: str | None = None, **kwargs):
         """`generate(image, prompt, max_new_tokens=..., **sampling) -> str`; also `generate(prefix_state, prompt)`
         to reuse an encoded image, and `generate(input_ids=..., pixel_values=..., image_sizes=...)` -> token ids."""
-        from minimax_vl.generation import vl_generate
+        from minimax_vl.engine import vl_generate
 
         return vl_generate(self, image, prompt, **kwargs)
+
+    def stream(self, image=None, prompt: str | None = None, **kwargs) -> Iterator[str]:
+        """Like generate, yielding the answer in text pieces as they are decided."""
+        from minimax_vl.engine import vl_stream
+
+        return vl_stream(self, image, prompt, **kwargs)
 
 
 def parameter_counts(model: MiniMaxVL01) -> dict[str, int]:

@@ -1,0 +1,1 @@
+"""Demos (never imported by the library)."""
