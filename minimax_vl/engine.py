@@ -108,3 +108,57 @@ def vl_stream(model, image=None, prompt: str | None = None, *, system: str | Non
         raise ValueError("pass a prompt (the question text)")
     state = image if isinstance(image, VLPrefixState) else vl_prefill(model, image, system=system)
     yield from _engine(model).stream(state.text_state, _question_ids(model, prompt), **settings)
+
+
+@torch.no_grad()
+def vl_answer_many(model, state: VLPrefixState, prompts: list[str], **settings: Any) -> list[str]:
+    """Answers several questions about one encoded image in one batch: the one-row prefix is fanned out and
+    the questions are left padded (pads are identity steps for every layer, so each row answers as if alone)."""
+    if not prompts:
+        return []
+    tokenizer = _processor(model).tokenizer
+    rows = [tokenizer.encode(_continuation_text(p)) for p in prompts]
+    width = max(len(r) for r in rows)
+    device = model.image_newline.device
+    ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long, device=device)
+    mask = torch.zeros(len(rows), width, dtype=torch.long, device=device)
+    for i, row in enumerate(rows):
+        ids[i, width - len(row):] = torch.tensor(row, dtype=torch.long)
+        mask[i, width - len(row):] = 1
+    out = _engine(model).generate(state.text_state, ids, attention_mask=mask, **settings)
+    return out.texts
+
+
+class VLChat:
+    """A multi-turn conversation about one image that keeps its encoded state between turns.
+
+        chat = VLChat(model, "map.png")
+        chat.ask("Where is the museum?")     # the image is encoded once, at the first turn
+        chat.ask("And the park?")            # continues from the state after the previous answer
+    """
+
+    def __init__(self, model, image=None, *, system: str | None = None, **settings: Any) -> None:
+        self.model = model
+        self.settings = settings
+        self.state = vl_prefill(model, image, system=system).text_state
+        self.turns = 0
+
+    def ask(self, question: str, stream: bool = False):
+        """Returns the answer (or, with stream=True, an iterator of its pieces)."""
+        pieces = self._ask(question)
+        return pieces if stream else "".join(pieces)
+
+    def _ask(self, question: str) -> Iterator[str]:
+        engine = _engine(self.model)
+        tokenizer = _processor(self.model).tokenizer
+        device = self.model.image_newline.device
+        header = "" if self.turns == 0 else f"{chat_template.BOS}user name=user\n"
+        ids = torch.tensor([tokenizer.encode(header + _continuation_text(question))], device=device)
+        self.state = engine.extend(self.state, ids)
+        out = engine.generate(self.state, **self.settings)
+        yield out.texts[0]
+        # Close the answer as the chat template does, so the next turn sees a well-formed conversation.
+        answer_ids = [t for t in out.tokens[0] if t != tokenizer.eos_token_id]
+        closing = answer_ids + tokenizer.encode(f"{chat_template.EOS}\n")
+        self.state = engine.extend(self.state, torch.tensor([closing], device=device))
+        self.turns += 1

@@ -51,11 +51,22 @@ def questions_of(sample: Sample) -> list[QuestionRecord]:
 
 def answer_records(model, records: Iterable[QuestionRecord], *, max_new_tokens: int = 24,
                    progress: bool = True) -> Iterator[QuestionRecord]:
-    """Fills `prediction` in each record (greedy decoding), reusing the image prefix across its questions."""
+    """Fills `prediction` in each record (greedy decoding). Each image is encoded once and all of its
+    questions are answered in one batch from that prefix."""
+    from minimax_vl.engine import vl_answer_many
+
     records = list(records)
-    cached_image, state = None, None
-    for record in tqdm(records, desc="answering", unit="q", disable=not progress):
-        if record.image is not cached_image:
-            cached_image, state = record.image, model.prefill(record.image)
-        record.prediction = model.generate(state, "\n" + record.question, max_new_tokens=max_new_tokens).strip()
-        yield record
+    groups: list[list[QuestionRecord]] = []
+    for record in records:
+        if groups and groups[-1][0].image is record.image:
+            groups[-1].append(record)
+        else:
+            groups.append([record])
+    with tqdm(total=len(records), desc="answering", unit="q", disable=not progress) as bar:
+        for group in groups:
+            state = model.prefill(group[0].image)
+            answers = vl_answer_many(model, state, ["\n" + r.question for r in group], max_new_tokens=max_new_tokens)
+            for record, answer in zip(group, answers):
+                record.prediction = answer.strip()
+                bar.update(1)
+                yield record

@@ -1,0 +1,5 @@
+import sys
+
+from minimax_vl.cli import main
+
+sys.exit(main())
