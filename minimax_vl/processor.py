@@ -133,7 +133,7 @@ class MiniMaxVL01Processor:
 
 
 # The same template as `chat_template.render`, in Jinja for tools that read tokenizer_config.json
-# (transformers, vLLM). Kept equivalent by tests/minimax_vl/test_processor.py.
+# (transformers, vLLM). Kept equivalent by tests/minimax_vl/test_vl_save_load.py.
 JINJA_CHAT_TEMPLATE = (
     "{% for message in messages %}"
     "{% if message['role'] == 'system' %}{% set header = 'system ai_setting=assistant' %}"

@@ -21,7 +21,7 @@ import torch
 from minimax_vl.config import MiniMaxVL01Config
 from text_backbone.convert import TRANSFORMERS_DERIVED_BUFFERS
 from text_backbone.weights_io import Drop, KeyMap, Rename, load_into_module, load_state_dict, save_safetensors
-from vision.convert import released_to_timm, timm_to_released
+from vision.convert import VisionCheckpointError, released_to_timm, timm_to_released
 
 VISION_PREFIX = "vision_tower."
 
@@ -65,7 +65,11 @@ def load_vl_model(cls, path: Path, *, dtype: torch.dtype | None = None, device=N
     vision_only = KeyMap((Rename(VISION_PREFIX + "{rest}", "{rest}"), Drop("language_model.{rest}"),
                           Drop("multi_modal_projector.{rest}"), Drop("image_newline")))
     released = load_state_dict(path, key_map=vision_only, device=device)
-    timm_state = released_to_timm(released, config.vision_config)
+    try:
+        timm_state = released_to_timm(released, config.vision_config)
+    except VisionCheckpointError as err:  # its names lack the prefix: say where they came from
+        raise VisionCheckpointError(f"checkpoint {path}: the vision tower's tensors (keys under "
+                                    f"'{VISION_PREFIX}') do not fit: {err}") from None
     if dtype is not None:
         timm_state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in timm_state.items()}
     model.vision_tower.load_state_dict(timm_state, strict=True, assign=True)
