@@ -2,6 +2,7 @@
 import math
 
 import torch
+import torch.nn.functional as F
 
 from text_backbone.config import MiniMaxText01Config
 from text_backbone.layers.rope import apply_partial_rotary, rotary_cos_sin
@@ -67,3 +68,22 @@ def test_softmax_attention_matches_explicit_gqa_reference():
         out[:, :, h] = scores.softmax(-1) @ v[:, :, kv]
     expected = out.reshape(B, T, H * D) @ attn.o_proj.weight.T
     torch.testing.assert_close(got, expected, rtol=1e-6, atol=1e-6)
+
+
+def test_decode_step_matches_masked_full_attention():
+    """The grouped single-token path equals the general masked path, with and without padding."""
+    from text_backbone.layers.softmax_attention import build_attention_mask
+
+    torch.manual_seed(0)
+    cfg = MiniMaxText01Config.from_preset("tiny")
+    attn = SoftmaxAttention(cfg, 7).double()
+    B, S, H, KVH, D = 2, 9, cfg.num_attention_heads, cfg.num_key_value_heads, cfg.head_dim
+    q = torch.randn(B, H, 1, D, dtype=torch.float64)
+    k, v = torch.randn(B, KVH, S, D, dtype=torch.float64), torch.randn(B, KVH, S, D, dtype=torch.float64)
+    padding = torch.ones(B, S, dtype=torch.long)
+    padding[1, :3] = 0
+    for mask in (None, padding):
+        full = build_attention_mask(mask, 1, S, B, q.device)
+        expected = F.scaled_dot_product_attention(q, k, v, attn_mask=full, enable_gqa=True) if full is not None \
+            else F.scaled_dot_product_attention(q, k, v, enable_gqa=True)
+        torch.testing.assert_close(attn._decode_step(q, k, v, mask), expected, rtol=1e-12, atol=1e-12)

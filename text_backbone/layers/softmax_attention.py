@@ -67,6 +67,8 @@ class SoftmaxAttention(nn.Module):
             k, v = kv_cache.update(self.layer_idx, k, v)  # [B, KVH, past + T, D]
         if cu_seqlens is not None:
             o = self._packed(q, k, v, cu_seqlens)
+        elif T == 1 and k.shape[2] > 1:
+            o = self._decode_step(q, k, v, key_padding_mask)
         else:
             mask = build_attention_mask(key_padding_mask, T, k.shape[2], B, x.device)
             o = F.scaled_dot_product_attention(
@@ -74,6 +76,17 @@ class SoftmaxAttention(nn.Module):
             )
         o = o.transpose(1, 2).reshape(B, T, self.num_heads * self.head_dim)
         return self.o_proj(o)
+
+    def _decode_step(self, q, k, v, key_padding_mask):
+        """One new token per row. The query heads that share a KV head become one block of queries against
+        it, so keys and values are read once per KV head (SDPA's enable_gqa path costs ~2x that on CPU;
+        docs/PERFORMANCE.md "Decoding"). The newest token sees every cached key; only padding is masked."""
+        B, _, _, D = q.shape
+        group = self.num_heads // self.num_kv_heads
+        q = q.reshape(B, self.num_kv_heads, group, D)  # head h = kv_head * group + g  ->  [B, KVH, G, D]
+        mask = None if key_padding_mask is None else key_padding_mask.bool()[:, None, None, :]  # [B, 1, 1, S]
+        o = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)  # [B, KVH, G, D]
+        return o.reshape(B, self.num_heads, 1, D)
 
     def _packed(self, q, k, v, cu_seqlens):
         """Causal attention inside each packed document [cu[i], cu[i+1]) of a B = 1 row."""
