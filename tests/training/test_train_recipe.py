@@ -1,0 +1,27 @@
+"""training/recipes/tiny_cpu.sh: all four stages on the tiny preset; the loss falls in every stage."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.slow  # the whole recipe: several minutes on two shared cores
+def test_tiny_cpu_recipe_runs_all_four_stages_and_every_loss_falls(tmp_path):
+    env = {**os.environ, "RUN": str(tmp_path / "run"), "THREADS": "1"}
+    done = subprocess.run(["bash", "training/recipes/tiny_cpu.sh"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=3000)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    for stage in (1, 2, 3, 4):
+        summary = json.loads((tmp_path / "run" / f"stage{stage}" / "summary.json").read_text())
+        assert summary["last_loss"] < summary["first_loss"], (stage, summary)
+        assert (tmp_path / "run" / f"stage{stage}" / "final" / "config.json").exists()
+        assert summary["eval_after"]["val_loss"] < summary["eval_before"]["val_loss"], (stage, summary)
+        if stage == 4:
+            assert summary["eval_after"]["val_margin"] > summary["eval_before"]["val_margin"] == 0.0
+    assert "first loss" in done.stdout and "last loss" in done.stdout
