@@ -123,9 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {error}", file=sys.stderr)
         return 2
     if PartialState().is_main_process:
-        print(f"stage {stage.stage}: {result.steps} steps, loss {result.first_loss:.4f} -> {result.last_loss:.4f}, "
-              f"{result.skipped_steps} skipped; held-out {result.eval_before} -> {result.eval_after}; "
-              f"weights in {result.final_dir}")
+        losses = (f"loss {result.first_loss:.4f} -> {result.last_loss:.4f} (first / last 5 steps)"
+                  if result.first_loss is not None else "no step trained in this run")
+        print(f"stage {stage.stage}: {result.steps} steps, {losses}, {result.skipped_steps} skipped; "
+              f"held-out {result.eval_before} -> {result.eval_after}; weights in {result.final_dir}")
     return 0
 
 
