@@ -30,8 +30,8 @@ import torch.nn.functional as F
 # Rows (B * H * C per chunk) handled per group of chunks: 65536 rows = 128 chunks of 8 heads x 64 tokens
 # (16 chunks at the real model's 64 heads), each work buffer 16 MiB in float32. Every multi-threaded op ends
 # in a thread barrier, and on the shared 2-core machine a barrier often costs milliseconds, so fewer, larger
-# groups won there (measured against 2k-128k rows, docs/PERFORMANCE.md); on an idle machine smaller groups
-# that stay in cache were at most ~30% faster.
+# groups won there (2k to 128k rows measured, docs/PERFORMANCE.md); an idle machine may favour smaller groups
+# that stay in cache.
 ROWS_PER_GROUP = 65536
 
 
