@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, ImageFont
 
-from training.data.drawing import Canvas, LayoutError, PlannedText, check_layout, text_size
+from training.data.drawing import Canvas, LayoutError, PlannedText, fit_largest_font, text_size
 from training.data.qa import format_number
 from training.data.styles import difficulty, load_font
 
@@ -35,16 +35,8 @@ def render_chart(
 ) -> tuple[ChartScene, Image.Image | None]:
     """Fits the layout (largest font that works), records the text boxes in the scene, paints it."""
     smallest = max(MIN_FONT_PX, round(scene.font_size * difficulty(scene.difficulty).min_font_ratio))
-    size = scene.font_size
-    while size >= smallest:
-        try:
-            shapes, texts = _plan(scene, size)
-            check_layout([t.text_box() for t in texts], scene.width, scene.height, min_gap=max(2, size // 4))
-            break
-        except LayoutError:
-            size = min(size - 1, round(size * 0.9))
-    else:
-        raise LayoutError(f"{scene.chart_type} chart does not fit at fonts {smallest}..{scene.font_size} px")
+    size, shapes, texts = fit_largest_font(lambda px: _plan(scene, px), scene.font_size, smallest, scene.width,
+                                           scene.height, f"{scene.chart_type} chart")
     scene = dataclasses.replace(scene, text_boxes=tuple(t.text_box() for t in texts), font_size=size)
     if not draw:
         return scene, None

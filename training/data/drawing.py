@@ -125,3 +125,20 @@ class Canvas:
         self.image.paste(item.fill, (x0, y0, x0 + stamp.width, y0 + stamp.height), stamp)
         if self.mask is not None:
             self.mask.paste(255, (x0, y0, x0 + stamp.width, y0 + stamp.height), stamp)
+
+
+def fit_largest_font(plan, start: int, smallest: int, width: int, height: int, what: str):
+    """The largest font size from `start` down to `smallest` whose planned text passes `check_layout`.
+
+    `plan(size) -> (shapes, texts)` lays the scene out at one font size (it may raise LayoutError).
+    Returns (size, shapes, texts); raises LayoutError naming `what` when no size fits.
+    """
+    size = start
+    while size >= smallest:
+        try:
+            shapes, texts = plan(size)
+            check_layout([t.text_box() for t in texts], width, height, min_gap=max(2, size // 4))
+            return size, shapes, texts
+        except LayoutError:
+            size = min(size - 1, round(size * 0.9))
+    raise LayoutError(f"{what} does not fit at fonts {smallest}..{start} px")

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from training.data.chart_layout import paint_shapes
-from training.data.drawing import Box, Canvas, LayoutError, PlannedText, TextBox, boxes_overlap, check_layout, inside, text_size
+from training.data.drawing import Box, Canvas, LayoutError, PlannedText, TextBox, boxes_overlap, fit_largest_font, inside, text_size
 from training.data.styles import Difficulty, difficulty as get_difficulty, font_families, load_font, map_colours, palettes
 from training.data.vocab import vocabulary
 
@@ -112,16 +112,8 @@ def sample_map_scene(
 def render_map(scene: MapScene, *, draw: bool = True, text_mask: bool = False) -> tuple[MapScene, Image.Image | None]:
     """Fits the layout at the largest font that works, records the text boxes, paints."""
     smallest = max(9, round(scene.font_size * get_difficulty(scene.difficulty).min_font_ratio))
-    size = scene.font_size
-    while size >= smallest:
-        try:
-            shapes, texts = _plan_map(scene, size)
-            check_layout([t.text_box() for t in texts], scene.width, scene.height, min_gap=max(2, size // 4))
-            break
-        except LayoutError:
-            size = min(size - 1, round(size * 0.9))
-    else:
-        raise LayoutError(f"map does not fit at fonts {smallest}..{scene.font_size} px")
+    size, shapes, texts = fit_largest_font(lambda px: _plan_map(scene, px), scene.font_size, smallest, scene.width,
+                                           scene.height, "map")
     scene = dataclasses.replace(scene, text_boxes=tuple(t.text_box() for t in texts), font_size=size)
     if not draw:
         return scene, None
