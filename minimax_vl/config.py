@@ -114,6 +114,30 @@ def _tiny() -> dict[str, Any]:
                 image_grid_pinpoints=[list(p) for p in default_grid_pinpoints(vision.image_size, max_tiles=6, max_tiles_per_side=3)])
 
 
+def _demo(tile: int = 96, patch: int = 16, vision_width: int = 192, vision_depth: int = 4, text_width: int = 256,
+          attn_types: tuple[int, ...] = (0, 1, 0, 1), experts: int = 4, expert_width: int = 512) -> dict[str, Any]:
+    """The CPU-trained demo model (`minimax_vl.DEMO_MODEL`), chosen with `benchmarks/demo_preset.py`.
+
+    Same machinery as the released model at a small scale: a 4-block ViT tiling 96-px tiles (6x6 patches of
+    16 px), up to 2x2 tiles plus the thumbnail, so a 192-px chart is read at 192 px (192 image tokens with the
+    row separators); a 4-layer 256-wide decoder alternating
+    lightning and softmax attention (1:1 instead of 7:1: with 4 layers, 7:1 would have no softmax layer, and
+    looking up a named label needs exact retrieval), 4 experts top-2, DeepNorm post-norm.
+    """
+    vision = VisionConfig(image_size=tile, patch_size=patch, hidden_size=vision_width, num_hidden_layers=vision_depth,
+                          num_attention_heads=vision_width // 64, intermediate_size=4 * vision_width)
+    layers = len(attn_types)
+    alpha = (2 * layers) ** 0.25
+    text = MiniMaxText01Config(
+        vocab_size=3072, hidden_size=text_width, num_hidden_layers=layers, num_attention_heads=text_width // 64,
+        num_key_value_heads=max(1, text_width // 128), head_dim=64, intermediate_size=expert_width,
+        num_local_experts=experts, num_experts_per_tok=2, attn_type_list=list(attn_types), rotary_dim=32,
+        block_size=64, max_position_embeddings=4096, layernorm_full_attention_alpha=alpha,
+        layernorm_linear_attention_alpha=alpha, layernorm_mlp_alpha=alpha)
+    return dict(vision_config=vision, text_config=text, image_token_index=_shipped_image_token_id(),
+                image_grid_pinpoints=[list(p) for p in default_grid_pinpoints(tile, max_tiles=4, max_tiles_per_side=2)])
+
+
 def _released() -> dict[str, Any]:
     text = MiniMaxText01Config.from_preset("minimax-text-01", max_position_embeddings=8192)
     return dict(vision_config=VisionConfig.from_preset("vit-303m"), text_config=text)
@@ -126,4 +150,4 @@ def _shipped_image_token_id() -> int:
     return shipped_tokenizer().image_token_id
 
 
-PRESETS = {"tiny": _tiny, "minimax-vl-01": _released}
+PRESETS = {"tiny": _tiny, "demo": _demo, "minimax-vl-01": _released}

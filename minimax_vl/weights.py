@@ -51,6 +51,9 @@ def _non_vision_rules() -> KeyMap:
     return KeyMap((Drop(VISION_PREFIX + "{rest}"), *drop_buffers))
 
 
+HALF_DTYPES = (torch.float16, torch.bfloat16)
+
+
 def load_vl_model(cls, path: Path, *, dtype: torch.dtype | None = None, device=None):
     from minimax_vl.processor import MiniMaxVL01Processor
 
@@ -73,6 +76,10 @@ def load_vl_model(cls, path: Path, *, dtype: torch.dtype | None = None, device=N
     if dtype is not None:
         timm_state = {k: v.to(dtype) if v.is_floating_point() else v for k, v in timm_state.items()}
     model.vision_tower.load_state_dict(timm_state, strict=True, assign=True)
+    if dtype is None and device.type == "cpu" and any(p.dtype in HALF_DTYPES for p in model.parameters()):
+        # Half-precision checkpoints (the shipped demo model is stored in fp16 to stay small) compute in fp32
+        # on CPUs: half matmuls there are several times slower (../shared/FINDINGS.md). Pass dtype= to keep them.
+        model.float()
     if (path / "tokenizer.json").exists() and (path / "preprocessor_config.json").exists():
         model.processor = MiniMaxVL01Processor.from_pretrained(path)
     if (path / "generation_config.json").exists():

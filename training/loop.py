@@ -163,7 +163,7 @@ class Trainer:
         self.held_out_reference: list | None = None
 
         self.state = {"step": 0, "samples": 0, "updates": 0, "nonfinite_total": 0, "nonfinite_in_a_row": 0,
-                      "global_batch_size": stage.global_batch_size, "total_steps": self.total_steps}
+                      "train_seconds": 0.0, "global_batch_size": stage.global_batch_size, "total_steps": self.total_steps}
         if self.resume_from is not None:
             self._load(self.resume_from)
         self.log = MetricsLog(self.output, accelerator.is_main_process,
@@ -365,6 +365,9 @@ class Trainer:
             seconds = time.perf_counter() - started
             state["step"], state["samples"] = record["step"], record["samples"]
             record["seconds"] = seconds
+            # Wall time spent in training steps, carried across resumes (learning curves plot against it).
+            state["train_seconds"] = state.get("train_seconds", 0.0) + seconds
+            record["train_seconds"] = state["train_seconds"]
             record["tokens_per_s"] = record["tokens"] / seconds
             if not record["skipped"]:
                 losses.append(record["loss"])

@@ -79,6 +79,7 @@ class DataConfig:
     difficulty: str = "normal"
     image_kinds: list[str] = field(default_factory=lambda: ["chart", "map"])
     max_questions: int = 4
+    font_scale: float = 1.0  # multiplies the difficulty's label size (the demo recipe uses bigger labels)
     num_samples: int | None = None
     max_epoch_fraction: float | None = None
     rejected: str = "distractor"

@@ -22,7 +22,8 @@ import torch
 from minimax_vl.evaluation import draw_report_chart, format_report_table, score_predictions
 from minimax_vl.model import MiniMaxVL01
 from minimax_vl.vqa import answer_records, questions_of
-from training.data.samples import GeneratorConfig, make_sample
+from minimax_vl.demos.data import DEMO_START_INDEX, demo_generator_config
+from training.data.samples import make_sample
 
 
 def load_demo_model(path: str | None) -> tuple[MiniMaxVL01, str]:
@@ -71,7 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="checkpoint folder (default: the shipped demo model, else a random tiny one)")
     parser.add_argument("--images", type=int, default=6, help="how many generated images to ask about (default 6)")
-    parser.add_argument("--start", type=int, default=50_000, help="first test-split sample index (default 50000)")
+    parser.add_argument("--start", type=int, default=DEMO_START_INDEX,
+                        help=f"first test-split sample index (default {DEMO_START_INDEX})")
     parser.add_argument("--out", default="outputs/demo", help="folder for report.html (default outputs/demo)")
     parser.add_argument("--max-new-tokens", type=int, default=24)
     args = parser.parse_args(argv)
@@ -79,9 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
     model, what = load_demo_model(args.model)
     print(f"Using {what}.\n")
-    processor = model.processor
-    size = 336 if processor is None else max(processor.image_processor.tile_size * 2, 160)
-    config = GeneratorConfig(split="test", sample_kinds=(("vqa", 1.0),), image_size=max(size, 128), difficulty="easy")
+    config = demo_generator_config("test")
     by_sample, flat = {}, []
     start = time.perf_counter()
     for index in range(args.start, args.start + args.images):

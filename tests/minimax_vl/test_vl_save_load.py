@@ -168,3 +168,19 @@ def test_checkpoint_with_a_wrong_shaped_projector_is_a_clear_error(perturbed_mod
         MiniMaxVL01.from_pretrained(bad)
     message = str(error.value)
     assert key in message and str(wrong) in message and str(good_shape) in message
+
+
+def test_half_precision_checkpoint_computes_in_float32_on_cpu_unless_asked(perturbed_model, tmp_path):
+    """The shipped demo model is stored in fp16; on CPU it loads as fp32 (half matmuls are slow there), with
+    exactly the stored values; dtype= keeps whatever precision the caller asks for."""
+    import copy
+
+    half = copy.deepcopy(perturbed_model).half()
+    half.save_pretrained(tmp_path)
+    loaded = MiniMaxVL01.from_pretrained(tmp_path)
+    assert {p.dtype for p in loaded.parameters()} == {torch.float32}
+    expected = {k: v.float() for k, v in half.state_dict().items()}
+    for name, value in loaded.state_dict().items():
+        assert torch.equal(value, expected[name].to(value.dtype)), name
+    kept = MiniMaxVL01.from_pretrained(tmp_path, dtype=torch.float16)
+    assert {p.dtype for p in kept.parameters()} == {torch.float16}

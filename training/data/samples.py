@@ -5,6 +5,7 @@
         ...
 
 Sample kinds:
+    words             reading warm-up: "What is written in this image?" -> the words, top to bottom (words.py)
     description       stage I: "Describe this chart." -> a dense description listing every label and value
     vqa               stage II: 1..max_questions short-answer questions as one multi-turn conversation
     text_only         stage II's text mix: arithmetic, compass facts, word rewriting (no image)
@@ -30,9 +31,11 @@ from training.data.qa import QA
 from training.data.splits import check_split, rng_for, seed_for
 from training.data.styles import difficulty as check_difficulty
 from training.data.text_only import text_question
+from training.data.words import PROMPTS as WORDS_PROMPTS
+from training.data.words import generate_words
 
 IMAGE_KINDS = ("chart", "map")
-SAMPLE_KINDS = ("description", "vqa", "text_only", "conversation", "preference", "text_preference")
+SAMPLE_KINDS = ("words", "description", "vqa", "text_only", "conversation", "preference", "text_preference")
 STAGE_MIXES: dict[int, tuple[tuple[str, float], ...]] = {
     1: (("description", 1.0),),
     2: (("vqa", 20.0), ("text_only", 1.0)),  # SPEC §7.2: multimodal to text 20:1
@@ -111,6 +114,13 @@ def make_sample(config: GeneratorConfig, index: int, *, draw: bool = True) -> Sa
         while not question.distractors:  # e.g. sorting words that were already in order
             question = text_question(rng, config.split)
         return _preference_sample(sample_id, [question], [], meta, rng)
+
+    if sample_kind == "words":
+        scene, image = generate_words(rng_for(seed, "words"), split=config.split, difficulty=config.difficulty,
+                                      image_size=config.image_size, font_scale=config.font_scale, draw=draw)
+        meta.update(kind="words", question_types=["words"], matches=["exact"])
+        messages = [_user(rng.choice(WORDS_PROMPTS), with_image=True), _assistant(scene.answer())]
+        return Sample(sample_id, messages, [image], meta)
 
     image_kind = rng_for(seed, "image_kind").choice(config.image_kinds)
     image_rng = rng_for(seed, image_kind)

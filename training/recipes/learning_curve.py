@@ -1,0 +1,173 @@
+"""Learning curve of a staged run: accuracy per question type against training minutes, from its checkpoints.
+
+    .venv/bin/python -m training.recipes.learning_curve runs/demo                 # all checkpoints, 60 test images
+    .venv/bin/python -m training.recipes.learning_curve runs/demo --images 100 --split heldout
+
+Walks runs/X/stage{1,2,3,4}/checkpoints/step_*/ and each stage's final/ in training order, loads the model
+weights of each, answers the same generated test questions (the demo data: `minimax_vl.demos.data`) and writes
+runs/X/curve-<split>.json and .png. Minutes are wall-clock minutes spent in training steps (`train_seconds` in
+each stage's metrics.jsonl), summed over the stages before. Results are cached in the JSON by checkpoint, so
+it can run again while training goes on and only evaluates what is new.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file
+
+from minimax_vl.demos.data import demo_generator_config
+from minimax_vl.evaluation import score_predictions
+from minimax_vl.model import MiniMaxVL01
+from minimax_vl.vqa import answer_records, questions_of
+from text_backbone.weights_io import write_json
+from training.data.samples import make_sample
+
+STAGES = (1, 2, 3, 4)
+
+
+def stage_seconds(stage_dir: Path) -> dict[int, float]:
+    """step -> cumulative training seconds of this stage, from metrics.jsonl (steps without a record are
+    filled from the nearest earlier one)."""
+    seconds: dict[int, float] = {}
+    path = stage_dir / "metrics.jsonl"
+    if path.exists():
+        for line in path.read_text().splitlines():
+            record = json.loads(line)
+            if record.get("kind") == "train" and "train_seconds" in record:
+                seconds[record["step"]] = record["train_seconds"]
+    return seconds
+
+
+def seconds_at(seconds: dict[int, float], step: int) -> float:
+    earlier = [s for s in seconds if s <= step]
+    return seconds[max(earlier)] if earlier else 0.0
+
+
+def points(run: Path) -> list[dict]:
+    """Every evaluable point of the run, in training order: {stage, step, path, kind, minutes}."""
+    out, offset = [], 0.0
+    for stage in STAGES:
+        stage_dir = run / f"stage{stage}"
+        if not stage_dir.exists():
+            break
+        seconds = stage_seconds(stage_dir)
+        steps = sorted((int(m.group(1)), p) for p in (stage_dir / "checkpoints").glob("step_*")
+                       if (m := re.fullmatch(r"step_(\d+)", p.name)) and (p / "model.safetensors").exists())
+        for step, path in steps:
+            out.append(dict(stage=stage, step=step, path=str(path), kind="checkpoint",
+                            minutes=(offset + seconds_at(seconds, step)) / 60))
+        final = stage_dir / "final"
+        summary = stage_dir / "summary.json"
+        if final.joinpath("config.json").exists() and summary.exists():
+            step = json.loads(summary.read_text())["steps"]
+            out.append(dict(stage=stage, step=step, path=str(final), kind="final",
+                            minutes=(offset + seconds_at(seconds, step)) / 60))
+        offset += max(seconds.values(), default=0.0)
+    return out
+
+
+def load_point(point: dict, template: MiniMaxVL01) -> MiniMaxVL01:
+    if point["kind"] == "final":
+        return MiniMaxVL01.from_pretrained(point["path"]).eval()
+    state = load_file(str(Path(point["path"]) / "model.safetensors"))
+    template.load_state_dict(state, strict=True)
+    return template.eval()
+
+
+def evaluate(model: MiniMaxVL01, samples, max_new_tokens: int) -> dict:
+    records = [r for s in samples for r in questions_of(s)]
+    answered = list(answer_records(model, records, max_new_tokens=max_new_tokens, progress=False))
+    report = score_predictions([r.as_score_record() for r in answered])
+    kinds = {}
+    for record in report["records"]:
+        kind = record["question_type"].split("/")[0]
+        correct, total = kinds.get(kind, (0, 0))
+        kinds[kind] = (correct + record["correct"], total + 1)
+    return {"overall": report["overall"]["accuracy"], "questions": report["overall"]["total"],
+            "per_kind": {k: c / t for k, (c, t) in kinds.items()},
+            "per_type": {k: v["accuracy"] for k, v in report["per_type"].items()}}
+
+
+def plot(curve: list[dict], path: Path, title: str) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    types = sorted({t for p in curve for t in p["per_type"]})
+    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1, 1.4]})
+    minutes = [p["minutes"] for p in curve]
+    for kind in ("chart", "map"):
+        axes[0].plot(minutes, [p["per_kind"].get(kind, 0) for p in curve], marker="o", ms=3, label=kind)
+    axes[0].plot(minutes, [p["overall"] for p in curve], color="black", lw=2, label="all")
+    for t in types:
+        axes[1].plot(minutes, [p["per_type"].get(t, float("nan")) for p in curve], label=t, lw=1.2)
+    boundaries = [p["minutes"] for p in curve if p["kind"] == "final"]
+    for ax, name in zip(axes, ("overall", "per question type")):
+        for b in boundaries:
+            ax.axvline(b, color="grey", ls=":", lw=0.8)
+        ax.set_xlabel("training minutes (2 CPU cores; dotted: end of a stage)")
+        ax.set_ylabel("relaxed accuracy")
+        ax.set_ylim(-0.02, 1.02)
+        ax.set_title(f"{title}: {name}")
+        ax.grid(alpha=0.3)
+    axes[0].legend(loc="upper left")
+    axes[1].legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("run", type=Path, help="run folder holding stage1/ ... stage4/")
+    parser.add_argument("--images", type=int, default=60, help="test images per point (default 60, ~200 questions)")
+    parser.add_argument("--split", default="test", help="generator split: test (default) or heldout")
+    parser.add_argument("--preset", default="demo", help="model preset the checkpoints were trained from")
+    parser.add_argument("--every", type=int, default=1, help="evaluate every k-th checkpoint (finals always)")
+    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    out = args.run / f"curve-{args.split}.json"
+    cache = {p["path"]: p for p in json.loads(out.read_text())} if out.exists() else {}
+    todo = points(args.run)
+    if not todo:
+        print(f"no checkpoints under {args.run}/stage*/", file=sys.stderr)
+        return 2
+    checkpoints = [p for p in todo if p["kind"] == "checkpoint"]
+    keep = {id(p) for p in checkpoints[args.every - 1::args.every]} | {id(p) for p in todo if p["kind"] == "final"}
+    todo = [p for p in todo if id(p) in keep]
+    config = demo_generator_config(args.split)
+    samples = [make_sample(config, i) for i in range(args.images)]
+    template = MiniMaxVL01.from_preset(args.preset)
+    curve = []
+    for point in todo:
+        cached = cache.get(point["path"])
+        if cached and cached.get("questions") and cached.get("step") == point["step"]:
+            curve.append({**cached, "minutes": point["minutes"]})
+            continue
+        model = load_point(point, template)
+        with torch.inference_mode():
+            result = evaluate(model, samples, args.max_new_tokens)
+        curve.append({**point, **result})
+        print(f"stage {point['stage']} step {point['step']:>5} ({point['minutes']:6.1f} min): "
+              f"all {result['overall']:.3f}  " + "  ".join(f"{k} {v:.3f}" for k, v in sorted(result['per_kind'].items())),
+              flush=True)
+        write_json(out, curve)
+    write_json(out, curve)
+    plot(curve, out.with_suffix(".png"), f"{args.run.name} ({args.split})")
+    print(f"wrote {out} and {out.with_suffix('.png')}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
