@@ -5,6 +5,7 @@
     minimax-vl eval --model DIR --data DIR           relaxed accuracy on a VQA test set (table, JSON, chart)
     minimax-vl eval --model DIR --generate 200       ... on freshly generated test-split charts and maps
     minimax-vl info [--model DIR | --preset NAME]    configuration and parameter counts
+    minimax-vl serve [--model DIR] [--port 7860]     web demo (Gradio) on http://127.0.0.1:7860
 
 Without --model, commands use the shipped demo model when there is one, else a random `tiny` model.
 """
@@ -72,7 +73,7 @@ def cmd_eval(args) -> int:
         from training.data.samples import GeneratorConfig, make_sample
 
         config = GeneratorConfig(split=args.split, sample_kinds=(("vqa", 1.0),), difficulty=args.difficulty,
-                                 image_size=args.image_size)
+                                 image_size=args.image_size, font_scale=args.font_scale)
         samples = [make_sample(config, i) for i in range(args.start, args.start + args.generate)]
     records = [r for s in samples for r in questions_of(s)]
     if not records:
@@ -109,7 +110,26 @@ def cmd_info(args) -> int:
     return 0
 
 
+def cmd_serve(args) -> int:
+    try:
+        from minimax_vl.demos.web import serve
+    except ImportError as error:
+        if (error.name or "").split(".")[0] != "gradio":
+            raise
+        print('minimax-vl serve needs Gradio: pip install -e ".[demo]"', file=sys.stderr)
+        return 2
+    from minimax_vl.demos.run import load_demo_model
+
+    model, what = load_demo_model(args.model)
+    print(f"[minimax-vl] using {what}", file=sys.stderr)
+    serve(model, host=args.host, port=args.port, max_upload_mb=args.max_upload_mb, share=args.share,
+          description=what, **_settings(args))
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from minimax_vl.demos.data import DEMO_DIFFICULTY, DEMO_FONT_SCALE, DEMO_IMAGE_SIZE
+
     parser = argparse.ArgumentParser(prog="minimax-vl", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -136,8 +156,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--generate", type=int, default=100, help="without --data: generate this many test images")
     ev.add_argument("--split", default="test", help="generator split for --generate (test, val, heldout)")
     ev.add_argument("--start", type=int, default=0)
-    ev.add_argument("--difficulty", default="normal", choices=["easy", "normal"])
-    ev.add_argument("--image-size", type=int, default=336)
+    ev.add_argument("--difficulty", default=DEMO_DIFFICULTY, choices=["easy", "normal"],
+                    help=f"generator style for --generate (default {DEMO_DIFFICULTY!r}, the demo model's)")
+    ev.add_argument("--image-size", type=int, default=DEMO_IMAGE_SIZE,
+                    help=f"long side of generated images (default {DEMO_IMAGE_SIZE}, the demo model's)")
+    ev.add_argument("--font-scale", type=float, default=DEMO_FONT_SCALE,
+                    help=f"label size relative to the style's (default {DEMO_FONT_SCALE}, the demo model's)")
     ev.add_argument("--out", default="outputs/eval", help="folder for report.json and accuracy.png")
     ev.set_defaults(func=cmd_eval, max_new_tokens=24)
 
@@ -145,6 +169,13 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--model")
     info.add_argument("--preset", default="tiny")
     info.set_defaults(func=cmd_info)
+
+    serve = with_model(sub.add_parser("serve", help="web demo: generated charts and maps or uploads, streamed answers"))
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1: this machine only)")
+    serve.add_argument("--port", type=int, default=7860)
+    serve.add_argument("--max-upload-mb", type=float, default=10, help="largest image file accepted (default 10)")
+    serve.add_argument("--share", action="store_true", help="also ask Gradio for a temporary public link")
+    serve.set_defaults(func=cmd_serve, max_new_tokens=24)
     return parser
 
 
