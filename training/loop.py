@@ -99,6 +99,15 @@ def _to_device(value: Any, device: torch.device) -> Any:
     return value
 
 
+def _with_images_rotated(inputs: dict[str, Any]) -> dict[str, Any] | None:
+    """The batch's inputs with image i replaced by image i+1 (cyclically); None when that cannot change anything
+    or would change the number of image tokens (images of different sizes)."""
+    pixels, sizes = inputs.get("pixel_values"), inputs.get("image_sizes")
+    if not pixels or len(pixels) < 2 or any(list(s) != list(sizes[0]) for s in sizes):
+        return None
+    return {**inputs, "pixel_values": list(pixels[1:]) + list(pixels[:1])}
+
+
 def _identity(item):
     return item
 
@@ -315,16 +324,26 @@ class Trainer:
         self.model.eval()
         try:
             if stage.objective == "lm":
-                totals = torch.zeros(2, dtype=torch.float64, device=device)
+                # [own-image loss sum, targets, other-image loss sum, targets of batches that had other images]
+                totals = torch.zeros(4, dtype=torch.float64, device=device)
                 for batch in self.held_out:
                     batch = _to_device(batch, device)
                     inputs = batch["model_inputs"]
-                    out = self.model(**inputs, image_mode=stage.image_mode)
                     targets = shifted_targets(batch["labels"], inputs.get("cu_seqlens"))
-                    totals += torch.stack([-token_log_likelihood(out.logits, targets).sum().double(),
-                                           torch.tensor(float(batch["num_targets"]), dtype=torch.float64, device=device)])
+                    count = torch.tensor(float(batch["num_targets"]), dtype=torch.float64, device=device)
+                    out = self.model(**inputs, image_mode=stage.image_mode)
+                    totals[:2] += torch.stack([-token_log_likelihood(out.logits, targets).sum().double(), count])
+                    swapped = _with_images_rotated(inputs)
+                    if swapped is not None:
+                        out = self.model(**swapped, image_mode=stage.image_mode)
+                        totals[2:] += torch.stack([-token_log_likelihood(out.logits, targets).sum().double(), count])
                 gathered = accelerator.gather_for_metrics(totals.unsqueeze(0)).sum(0)
-                return {"val_loss": float(gathered[0] / gathered[1].clamp_min(1))}
+                metrics = {"val_loss": float(gathered[0] / gathered[1].clamp_min(1))}
+                if gathered[3] > 0:
+                    # Does the model look at the images? The same held-out text with every document given the next
+                    # document's image: a loss no higher than val_loss means the images are ignored.
+                    metrics["val_loss_other_images"] = float(gathered[2] / gathered[3])
+                return metrics
             if self.held_out_reference is None:  # the reference never changes: score it once
                 with accelerator.autocast():
                     self.held_out_reference = [reference_log_likelihoods(self.reference, _to_device(b, device),

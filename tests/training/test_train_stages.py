@@ -100,3 +100,23 @@ def test_stage_outputs_record_the_resolved_table(chained_runs):
     assert (result.output_dir / "metrics.jsonl").exists()
     if tensorboard_available():
         assert list((result.output_dir / "tensorboard").glob("events.out.tfevents.*"))
+
+
+@pytest.mark.parametrize("number", [1, 2, 3])
+def test_held_out_loss_with_other_images_is_reported(chained_runs, number):
+    """Every lm stage also scores the held-out text against other documents' images: the signal that shows a
+    model ignoring its images (both losses equal) long before answers do."""
+    _, result, _, _ = chained_runs[number]
+    other = result.eval_after["val_loss_other_images"]
+    assert math.isfinite(other) and other != result.eval_after["val_loss"]
+
+
+def test_rotating_images_keeps_token_counts_or_declines():
+    from training.loop import _with_images_rotated
+
+    a, b, c = torch.zeros(5, 3, 4, 4), torch.ones(5, 3, 4, 4), torch.full((5, 3, 4, 4), 2.0)
+    rotated = _with_images_rotated({"input_ids": 1, "pixel_values": [a, b, c], "image_sizes": [[8, 8]] * 3})
+    assert [t[0, 0, 0, 0].item() for t in rotated["pixel_values"]] == [1.0, 2.0, 0.0] and rotated["input_ids"] == 1
+    assert _with_images_rotated({"pixel_values": [a], "image_sizes": [[8, 8]]}) is None
+    assert _with_images_rotated({"pixel_values": [a, b], "image_sizes": [[8, 8], [8, 16]]}) is None
+    assert _with_images_rotated({"pixel_values": None, "image_sizes": None}) is None
