@@ -6,7 +6,7 @@
 Walks runs/X/stage{1,2,3,4}/checkpoints/step_*/ and each stage's final/ in training order, loads the model
 weights of each, answers the same generated test questions (the demo data: `minimax_vl.demos.data`) and writes
 runs/X/curve-<split>.json and .png. Minutes are wall-clock minutes spent in training steps (`train_seconds` in
-each stage's metrics.jsonl), summed over the stages before. Results are cached in the JSON by checkpoint, so
+each stage's metrics.jsonl), summed over the stages before, vision pre-training (stage0/) included. Results are cached in the JSON by checkpoint, so
 it can run again while training goes on and only evaluates what is new.
 """
 from __future__ import annotations
@@ -51,6 +51,9 @@ def seconds_at(seconds: dict[int, float], step: int) -> float:
 def points(run: Path) -> list[dict]:
     """Every evaluable point of the run, in training order: {stage, step, path, kind, minutes}."""
     out, offset = [], 0.0
+    stage0 = run / "stage0" / "summary.json"  # vision pre-training (training/vision_pretrain.py), if the run had it
+    if stage0.exists():
+        offset = json.loads(stage0.read_text())["train_seconds"]
     for stage in STAGES:
         stage_dir = run / f"stage{stage}"
         if not stage_dir.exists():
