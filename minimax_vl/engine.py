@@ -61,7 +61,11 @@ def _prefix_text(system: str | None, has_image: bool) -> str:
     return head + f"{chat_template.BOS}user name=user\n" + (chat_template.IMAGE if has_image else "")
 
 
-def _continuation_text(question: str) -> str:
+def _continuation_text(question: str, after_image: bool = False) -> str:
+    # A question right after the image starts on a new line, as LLaVA-format data writes it ("<image>\n..."), which
+    # is what the training data (and so the demo model) always saw; callers may pass the newline themselves.
+    if after_image and not question.startswith("\n"):
+        question = "\n" + question
     return f"{question}{chat_template.EOS}\n{chat_template.GENERATION_PROMPT}"
 
 
@@ -81,8 +85,8 @@ def vl_prefill(model, image=None, *, system: str | None = None, image_mode: str 
     return VLPrefixState(state, has_image=image is not None)
 
 
-def _question_ids(model, question: str) -> torch.Tensor:
-    ids = _processor(model).tokenizer.encode(_continuation_text(question))
+def _question_ids(model, question: str, after_image: bool = False) -> torch.Tensor:
+    ids = _processor(model).tokenizer.encode(_continuation_text(question, after_image))
     return torch.tensor([ids], dtype=torch.long, device=model.image_newline.device)
 
 
@@ -98,7 +102,8 @@ def vl_generate(model, image=None, prompt: str | None = None, *, input_ids=None,
     if prompt is None:
         raise ValueError("pass a prompt (the question text), e.g. model.generate('chart.png', 'What is the title?')")
     state = image if isinstance(image, VLPrefixState) else vl_prefill(model, image, system=system, image_mode=image_mode)
-    out: GenerationOutput = engine.generate(state.text_state, _question_ids(model, prompt), streamer=streamer, **settings)
+    out: GenerationOutput = engine.generate(state.text_state, _question_ids(model, prompt, state.has_image),
+                                            streamer=streamer, **settings)
     return out.texts[0]
 
 
@@ -107,7 +112,7 @@ def vl_stream(model, image=None, prompt: str | None = None, *, system: str | Non
     if prompt is None:
         raise ValueError("pass a prompt (the question text)")
     state = image if isinstance(image, VLPrefixState) else vl_prefill(model, image, system=system)
-    yield from _engine(model).stream(state.text_state, _question_ids(model, prompt), **settings)
+    yield from _engine(model).stream(state.text_state, _question_ids(model, prompt, state.has_image), **settings)
 
 
 @torch.no_grad()
@@ -117,7 +122,7 @@ def vl_answer_many(model, state: VLPrefixState, prompts: list[str], **settings: 
     if not prompts:
         return []
     tokenizer = _processor(model).tokenizer
-    rows = [tokenizer.encode(_continuation_text(p)) for p in prompts]
+    rows = [tokenizer.encode(_continuation_text(p, state.has_image)) for p in prompts]
     width = max(len(r) for r in rows)
     device = model.image_newline.device
     ids = torch.full((len(rows), width), tokenizer.pad_token_id, dtype=torch.long, device=device)
@@ -140,7 +145,8 @@ class VLChat:
     def __init__(self, model, image=None, *, system: str | None = None, **settings: Any) -> None:
         self.model = model
         self.settings = settings
-        self.state = vl_prefill(model, image, system=system).text_state
+        prefix = vl_prefill(model, image, system=system)
+        self.state, self.has_image = prefix.text_state, prefix.has_image
         self.turns = 0
 
     def ask(self, question: str, stream: bool = False):
@@ -153,7 +159,8 @@ class VLChat:
         tokenizer = _processor(self.model).tokenizer
         device = self.model.image_newline.device
         header = "" if self.turns == 0 else f"{chat_template.BOS}user name=user\n"
-        ids = torch.tensor([tokenizer.encode(header + _continuation_text(question))], device=device)
+        after_image = self.has_image and self.turns == 0
+        ids = torch.tensor([tokenizer.encode(header + _continuation_text(question, after_image))], device=device)
         self.state = engine.extend(self.state, ids)
         out = engine.generate(self.state, **self.settings)
         yield out.texts[0]

@@ -37,3 +37,21 @@ def test_generate_from_processor_outputs_matches_a_manual_greedy_loop(tiny_model
         row = logits[prompt_length - 1 + step]  # the position that predicts this token
         # Cached decode and one full forward differ by fp32 summation order only (~1e-6 on O(1) logits).
         assert row[token] >= row.max() - 1e-4, (step, token, int(row.argmax()))
+
+
+def test_a_question_after_an_image_starts_on_a_new_line_as_in_the_training_data(tiny_model, make_image):
+    """Training documents read "<image>\\n{question}" (LLaVA format); generate adds the newline when the caller
+    leaves it out, so both spellings give the same prompt, and a text-only question gets none."""
+    from minimax_vl.engine import _continuation_text
+
+    image = make_image(300, 400, seed=3)
+    settings = dict(max_new_tokens=6)
+    assert tiny_model.generate(image, "How many bars?", **settings) == tiny_model.generate(image, "\nHow many bars?", **settings)
+    assert _continuation_text("Q?", after_image=True).startswith("\nQ?")
+    assert _continuation_text("\nQ?", after_image=True).startswith("\nQ?") and not _continuation_text(
+        "\nQ?", after_image=True).startswith("\n\n")
+    assert _continuation_text("Q?", after_image=False).startswith("Q?")
+    state = tiny_model.prefill(image)
+    from minimax_vl.engine import vl_answer_many
+    assert vl_answer_many(tiny_model, state, ["How many bars?"], max_new_tokens=6) == [
+        tiny_model.generate(image, "How many bars?", max_new_tokens=6)]
