@@ -96,33 +96,41 @@ def evaluate(model: MiniMaxVL01, samples, max_new_tokens: int) -> dict:
             "per_type": {k: v["accuracy"] for k, v in report["per_type"].items()}}
 
 
-def plot(curve: list[dict], path: Path, title: str) -> None:
+def plot(curve: list[dict], path: Path, title: str, stage0_minutes: float = 0.0) -> None:
+    """Three panels: overall (chart, map, all), chart question types, map question types."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     types = sorted({t for p in curve for t in p["per_type"]})
-    fig, axes = plt.subplots(1, 2, figsize=(13, 4.8), gridspec_kw={"width_ratios": [1, 1.4]})
+    fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     minutes = [p["minutes"] for p in curve]
     for kind in ("chart", "map"):
         axes[0].plot(minutes, [p["per_kind"].get(kind, 0) for p in curve], marker="o", ms=3, label=kind)
     axes[0].plot(minutes, [p["overall"] for p in curve], color="black", lw=2, label="all")
-    for t in types:
-        axes[1].plot(minutes, [p["per_type"].get(t, float("nan")) for p in curve], label=t, lw=1.2)
+    colours = plt.get_cmap("tab20").colors
+    for ax, kind in zip(axes[1:], ("chart", "map")):
+        mine = [t for t in types if t.startswith(kind + "/")]
+        for i, t in enumerate(mine):
+            ax.plot(minutes, [p["per_type"].get(t, float("nan")) for p in curve], label=t.split("/", 1)[1],
+                    color=colours[i % len(colours)], lw=1.4, ls=("-", "--")[i % 2])
+        ax.legend(fontsize=7, ncol=2, loc="upper left")
     boundaries = [p["minutes"] for p in curve if p["kind"] == "final"]
-    for ax, name in zip(axes, ("overall", "per question type")):
+    for ax, name in zip(axes, ("overall", "chart questions", "map questions")):
+        if stage0_minutes:
+            ax.axvspan(0, stage0_minutes, color="grey", alpha=0.12, lw=0)
         for b in boundaries:
             ax.axvline(b, color="grey", ls=":", lw=0.8)
-        ax.set_xlabel("training minutes (2 CPU cores; dotted: end of a stage)")
+        ax.set_xlim(0, max(minutes) * 1.02)
+        ax.set_xlabel("training minutes, 2 CPU cores (shaded: vision pre-training; dotted: end of a stage)", fontsize=8)
         ax.set_ylabel("relaxed accuracy")
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{title}: {name}")
         ax.grid(alpha=0.3)
     axes[0].legend(loc="upper left")
-    axes[1].legend(fontsize=7, ncol=2, loc="upper left", bbox_to_anchor=(1.0, 1.0))
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    fig.savefig(path, dpi=100)
     plt.close(fig)
 
 
@@ -167,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
               flush=True)
         write_json(out, curve)
     write_json(out, curve)
-    plot(curve, out.with_suffix(".png"), f"{args.run.name} ({args.split})")
+    stage0 = args.run / "stage0" / "summary.json"
+    stage0_minutes = json.loads(stage0.read_text())["train_seconds"] / 60 if stage0.exists() else 0.0
+    plot(curve, out.with_suffix(".png"), f"{args.run.name} ({args.split})", stage0_minutes)
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0
 
