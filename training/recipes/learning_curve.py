@@ -61,15 +61,17 @@ def points(run: Path) -> list[dict]:
         seconds = stage_seconds(stage_dir)
         steps = sorted((int(m.group(1)), p) for p in (stage_dir / "checkpoints").glob("step_*")
                        if (m := re.fullmatch(r"step_(\d+)", p.name)) and (p / "model.safetensors").exists())
-        for step, path in steps:
-            out.append(dict(stage=stage, step=step, path=str(path), kind="checkpoint",
-                            minutes=(offset + seconds_at(seconds, step)) / 60))
         final = stage_dir / "final"
         summary = stage_dir / "summary.json"
-        if final.joinpath("config.json").exists() and summary.exists():
-            step = json.loads(summary.read_text())["steps"]
-            out.append(dict(stage=stage, step=step, path=str(final), kind="final",
+        final_step = json.loads(summary.read_text())["steps"] if final.joinpath("config.json").exists() and summary.exists() else None
+        for step, path in steps:
+            if step == final_step:
+                continue  # the same weights as final/
+            out.append(dict(stage=stage, step=step, path=str(path), kind="checkpoint",
                             minutes=(offset + seconds_at(seconds, step)) / 60))
+        if final_step is not None:
+            out.append(dict(stage=stage, step=final_step, path=str(final), kind="final",
+                            minutes=(offset + seconds_at(seconds, final_step)) / 60))
         offset += max(seconds.values(), default=0.0)
     return out
 
