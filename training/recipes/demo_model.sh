@@ -2,10 +2,10 @@
 # Trains the shipped demo model (`minimax_vl.DEMO_MODEL`): the `demo` preset through all four MiniMax-VL-01
 # stages on generated easy-style charts and maps, on the CPU. See docs/MODEL_CARD.md for what it reaches.
 #
-#   bash training/recipes/demo_model.sh                  # ~1 h 40 min on 2 idle cores; writes runs/demo/stage{1,2,3,4}
+#   bash training/recipes/demo_model.sh                  # 70 training minutes on 2 cores (72 wall); writes runs/demo/stage{0..4}
 #   RESUME=1 bash training/recipes/demo_model.sh         # continue after a kill: finished stages are kept,
 #                                                        # the interrupted one resumes from its last checkpoint
-#   STEPS_SCALE=4 RUN=runs/demo_long bash training/recipes/demo_model.sh   # 4x longer stages
+#   STEPS_SCALE=4 RUN=runs/demo_long bash training/recipes/demo_model.sh   # 4x longer stages (~4.5 h)
 #   bash training/recipes/demo_model.sh && .venv/bin/python -m training.recipes.export_demo runs/demo
 #
 # Why it differs from the released recipe (all of it through flags, nothing hidden):
@@ -74,7 +74,7 @@ run_stage 1 400 --init "$RUN/stage0/final" --set "trainable=$ALL" --set "$(lr 2.
 # II: short-answer questions, with descriptions kept in and text-only data at the paper's 20:1.
 run_stage 2 900 --set "$(lr 2.0e-4 5.0e-4 1.0e-3)" --set 'data.mix=[[vqa, 20], [description, 3], [words, 2], [text_only, 1]]'
 # III: instruction following (full-sentence conversations) without losing the short-answer habit.
-run_stage 3 120 --set "$(lr 1.0e-4 3.0e-4 3.0e-4)" --set 'data.mix=[[vqa, 3], [conversation, 1]]'
+run_stage 3 150 --set "$(lr 1.0e-4 3.0e-4 3.0e-4)" --set 'data.mix=[[vqa, 3], [conversation, 1]]'
 # IV: DPO on injected wrong answers and repetitive replies; the epoch cap ends it before one epoch.
 run_stage 4 50 --set "$(lr 3.0e-5 1.0e-4 1.0e-4)" --set data.num_samples=1600 --set data.rejected=mixed
 echo "done: $RUN/stage4/final   ($(date +%H:%M:%S))"
