@@ -27,6 +27,8 @@ def test_table_and_curve_points_add_up_the_stages(tmp_path):
         {"steps": 10, "train_seconds": 60.0, "val_text_word_acc": 0.5, "val_text_char_acc": 0.75}))
     _stage(tmp_path, 1, 10, 120.0, eval_before={"val_loss": 8.0}, eval_after={"val_loss": 2.0, "val_loss_other_images": 3.0})
     _stage(tmp_path, 2, 20, 240.0, eval_before={"val_loss": 2.5}, eval_after={"val_loss": 1.5})
+    (tmp_path / "stage2" / "checkpoints" / "step_000020").mkdir()  # the last checkpoint holds final/'s weights
+    (tmp_path / "stage2" / "checkpoints" / "step_000020" / "model.safetensors").write_bytes(b"")
     text = table(tmp_path)
     assert "| 1 s1 | 10 × 16 | 2.0 | vqa 20 : text_only 1 | 0.0001 / 0.0003 / 0.001 | 3.000 → 1.000 | 8.00 → 2.00 (3.00) |" in text
     assert "word 50%, character 75%" in text and "| total | | 7.0 |" in text
