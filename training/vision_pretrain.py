@@ -33,6 +33,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minimax_vl.model import MiniMaxVL01
+from text_backbone.weights_io import write_json
 from training.data.charts import generate_chart
 from training.data.maps import generate_map
 from training.data.splits import rng_for, seed_for
@@ -153,8 +154,6 @@ def main(argv: list[str] | None = None) -> int:
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
     from tqdm.auto import tqdm
-
-    from text_backbone.weights_io import write_json  # noqa: F401  (atomic JSON; the export below is atomic too)
 
     model = MiniMaxVL01.from_preset(args.preset, seed=args.seed)
     torch.manual_seed(args.seed)

@@ -5,6 +5,7 @@
 #   bash training/recipes/demo_model.sh                  # 70 training minutes on 2 cores (72 wall); writes runs/demo/stage{0..4}
 #   RESUME=1 bash training/recipes/demo_model.sh         # continue after a kill: finished stages are kept,
 #                                                        # the interrupted one resumes from its last checkpoint
+#                                                        # (stage 0, 10 minutes, has none: it starts over)
 #   STEPS_SCALE=4 RUN=runs/demo_long bash training/recipes/demo_model.sh   # 4x longer stages (~4.5 h)
 #   bash training/recipes/demo_model.sh && .venv/bin/python -m training.recipes.export_demo runs/demo
 #
