@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from text_backbone.config import MiniMaxText01Config
+from text_backbone.config import MiniMaxText01Config, deepnorm_alpha
 from vision.anyres import default_grid_pinpoints
 from vision.config import VisionConfig
 
@@ -120,14 +120,14 @@ def _demo(tile: int = 96, patch: int = 16, vision_width: int = 192, vision_depth
 
     Same machinery as the released model at a small scale: a 4-block ViT tiling 96-px tiles (6x6 patches of
     16 px), up to 2x2 tiles plus the thumbnail, so a 192-px chart is read at 192 px (192 image tokens with the
-    row separators); a 4-layer 256-wide decoder alternating
-    lightning and softmax attention (1:1 instead of 7:1: with 4 layers, 7:1 would have no softmax layer, and
-    looking up a named label needs exact retrieval), 4 experts top-2, DeepNorm post-norm.
+    row separators); a 4-layer 256-wide decoder alternating lightning and softmax attention (1:1 instead of 7:1:
+    with 4 layers, 7:1 would have no softmax layer, and looking up a named label needs exact retrieval), 4 experts
+    top-2, DeepNorm post-norm.
     """
     vision = VisionConfig(image_size=tile, patch_size=patch, hidden_size=vision_width, num_hidden_layers=vision_depth,
                           num_attention_heads=vision_width // 64, intermediate_size=4 * vision_width)
     layers = len(attn_types)
-    alpha = (2 * layers) ** 0.25
+    alpha = deepnorm_alpha(layers)
     text = MiniMaxText01Config(
         vocab_size=3072, hidden_size=text_width, num_hidden_layers=layers, num_attention_heads=text_width // 64,
         num_key_value_heads=max(1, text_width // 128), head_dim=64, intermediate_size=expert_width,

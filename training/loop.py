@@ -385,7 +385,7 @@ class Trainer:
             state["step"], state["samples"] = record["step"], record["samples"]
             record["seconds"] = seconds
             # Wall time spent in training steps, carried across resumes (learning curves plot against it).
-            state["train_seconds"] = state.get("train_seconds", 0.0) + seconds
+            state["train_seconds"] += seconds
             record["train_seconds"] = state["train_seconds"]
             record["tokens_per_s"] = record["tokens"] / seconds
             if not record["skipped"]:

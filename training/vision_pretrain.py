@@ -38,6 +38,7 @@ from training.data.charts import generate_chart
 from training.data.maps import generate_map
 from training.data.splits import rng_for, seed_for
 from training.data.words import generate_words
+from vision.anyres import select_best_resolution
 
 WORD_BUCKETS = 4096  # distinct strings in the easy style: a few hundred; collisions are rare and harmless
 CHAR_CLASSES = 128  # ASCII code points
@@ -111,9 +112,9 @@ def make_batch(model: MiniMaxVL01, indices: range | list[int], split: str, image
             raise ValueError(f"vision pre-training needs square images; got {image.width}x{image.height} "
                              f"(difficulty {difficulty!r} draws other aspect ratios; use 'easy')")
         tiles = processor([image])["pixel_values"][0]  # [1 + rows*cols, 3, t, t]
-        n = tiles.shape[0] - 1
-        rows = round(math.sqrt(n * image.height / image.width))
-        w, c = patch_targets(texts, image.height, image.width, vision.image_size, vision.patch_size, (rows, n // rows))
+        height, width = select_best_resolution((image.height, image.width), processor.grid_pinpoints)
+        grid = (height // vision.image_size, width // vision.image_size)
+        w, c = patch_targets(texts, image.height, image.width, vision.image_size, vision.patch_size, grid)
         pixels.append(tiles)
         words.append(w)
         chars.append(c)

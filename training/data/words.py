@@ -65,7 +65,6 @@ def generate_words(rng: random.Random, *, split: str = "train", difficulty: str 
     for row in range(count):
         word = random_word(rng, pool)
         size = round(image_size * style.label_font_fraction * font_scale * rng.uniform(0.85, 1.25))
-        font = load_font(family, size)
         for shrink in (1.0, 0.85, 0.7, 0.55):  # long street names at big sizes: shrink until the word fits
             font = load_font(family, max(8, round(size * shrink)))
             left, top, right, bottom = measure(word, font, (0, 0))
