@@ -16,6 +16,8 @@ ANSWER_MARKER = "\nAnswer: "
 # Room for a whole reply: the longest transcription of the demo's maps is about 130 tokens, plus the answer.
 MAX_REPLY_TOKENS = 192
 _MARKER_WORD = ANSWER_MARKER.strip()  # "Answer:"
+# How a transcription starts (training/data/reading.py); a reply that starts otherwise is streamed as it comes.
+READING_OPENERS = ("Chart:", "Map:")
 
 
 def split_reply(reply: str) -> tuple[str | None, str]:
@@ -30,9 +32,15 @@ def final_answer(reply: str) -> str:
     return split_reply(reply)[1]
 
 
+def _may_be_reading(text: str) -> bool:
+    text = text.lstrip()
+    return any(text.startswith(o) or o.startswith(text) for o in READING_OPENERS)
+
+
 def answer_pieces(pieces: Iterable[str]) -> Iterator[str]:
-    """Streams only the short answer of a streamed reply: text is held back until the marker has been seen (then
-    the rest streams as it comes); a reply that never writes the marker is released whole at its end."""
+    """Streams only the short answer of a streamed reply. A reply that opens like a transcription is held back
+    until the marker has been seen, then the rest streams as it comes (a transcription that never reaches the
+    marker is released whole at its end); any other reply (a model that answers directly) streams at once."""
     held = ""
     answering = started = False  # started: the answer's first non-space character has been yielded
     for piece in pieces:
@@ -40,7 +48,9 @@ def answer_pieces(pieces: Iterable[str]) -> Iterator[str]:
             held += piece
             _, marker, piece = held.rpartition(_MARKER_WORD)
             if not marker:
-                continue
+                if _may_be_reading(held):
+                    continue
+                piece = held  # not a transcription: everything so far is answer
             answering = True
         if not started:
             piece = piece.lstrip()

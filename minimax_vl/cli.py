@@ -81,7 +81,7 @@ def cmd_eval(args) -> int:
         return 2
     answered = list(answer_records(model, records, max_new_tokens=args.max_new_tokens))
     report = score_predictions([r.as_score_record() for r in answered])
-    to_read = reading_records(samples) if args.probe else []
+    to_read = reading_records(samples)[: args.probe_images] if args.probe else []
     if to_read:  # generated images know their transcription; LLaVA files do not
         read = read_images(model, to_read, max_new_tokens=args.max_new_tokens)
         report["reading"] = {**reading_report(read), "records": [
@@ -175,7 +175,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help=f"label size relative to the style's (default {DEMO_FONT_SCALE}, the demo model's)")
     ev.add_argument("--out", default="outputs/eval", help="folder for report.json and accuracy.png")
     ev.add_argument("--no-probe", dest="probe", action="store_false",
-                    help="skip the reading probe (each generated image transcribed once, fields scored exactly)")
+                    help="skip the reading probe (generated images transcribed once each, fields scored exactly)")
+    ev.add_argument("--probe-images", type=int, default=100,
+                    help="how many of the generated images the reading probe reads (default 100)")
     ev.set_defaults(func=cmd_eval)
 
     info = sub.add_parser("info", help="configuration and parameter counts")

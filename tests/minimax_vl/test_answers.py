@@ -21,9 +21,16 @@ def test_streaming_yields_only_the_answer_wherever_the_pieces_are_cut(cuts):
     assert "".join(answer_pieces(pieces)) == "Dog"
 
 
-def test_streaming_a_reply_without_the_marker_releases_it_at_the_end():
-    assert list(answer_pieces(["6", "5 "])) == ["65"]
+def test_a_direct_answer_streams_at_once():
+    """A model that does not read first keeps its token-by-token stream."""
+    assert list(answer_pieces(["6", "5 "])) == ["6", "5 "]
+    assert list(answer_pieces([" Do", "g"])) == ["Do", "g"]
+    assert list(answer_pieces(["M", "all"])) == ["Mall"]  # held while it could still open "Map:"
     assert list(answer_pieces([])) == []
+
+
+def test_a_transcription_that_never_answers_is_released_at_the_end():
+    assert list(answer_pieces(["Map: streets", " Oak St."])) == ["Map: streets Oak St."]
 
 
 def test_streaming_passes_answer_pieces_through_as_they_come():
