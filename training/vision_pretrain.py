@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
-import shutil
 import sys
 import time
 import zlib
@@ -33,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minimax_vl.model import MiniMaxVL01
-from text_backbone.weights_io import write_json
+from text_backbone.weights_io import replace_folder, temporary_folder, write_json
 from training.data.charts import generate_chart
 from training.data.maps import generate_map
 from training.data.splits import rng_for, seed_for
@@ -199,12 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         bar.set_postfix(loss=f"{loss.item():.3f}", word=f"{metrics['text_word_acc']:.2f}", refresh=False)
     log.close()
     model.eval()
-    final, temp = args.output / "final", args.output / ".tmp-final"
-    shutil.rmtree(temp, ignore_errors=True)
+    final = args.output / "final"
+    temp = temporary_folder(final)
     model.save_pretrained(temp)
-    if final.exists():
-        shutil.rmtree(final)
-    temp.rename(final)
+    replace_folder(temp, final)
     write_json(args.output / "summary.json", {"steps": args.steps, "train_seconds": seconds, "final": str(final),
                                               **{k: v for k, v in record.items() if k.startswith("val_")}})
     print(f"wrote {final} ({seconds / 60:.1f} training minutes)")
