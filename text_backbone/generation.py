@@ -318,7 +318,8 @@ class _RowText:
 
 
 class TokenStreamer(Protocol):
-    """transformers' streamer protocol: `put` gets each step's new token ids, `end` is called once at the end."""
+    """transformers' streamer protocol: `put` gets each step's new token ids, `end` is called once at the end.
+    `text_backbone.streamers` has two: print as text arrives, or iterate over it from another thread."""
 
     def put(self, value: torch.Tensor) -> None: ...
 
