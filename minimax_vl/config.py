@@ -1,4 +1,4 @@
-"""MiniMaxVL01Config: vision tower + projector + text backbone, in the released `config.json` schema (SPEC §5.6).
+"""MiniMaxVL01Config: vision tower + projector + text backbone, in the released `config.json` schema (SPEC_NOTES §5.6).
 
     cfg = MiniMaxVL01Config.from_preset("tiny")            # test-sized, random weights, CPU
     cfg = MiniMaxVL01Config.from_preset("minimax-vl-01")   # the released model (build it on the meta device)

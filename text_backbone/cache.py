@@ -2,7 +2,7 @@
 
 Shapes: B batch rows, H lightning heads, KVH key/value heads, D head dim, S positions seen so far.
 
-    lightning layer i : state [B, H, D, D] fp32         fixed size, replaced by every forward (SPEC §2.6)
+    lightning layer i : state [B, H, D, D] fp32         fixed size, replaced by every forward (SPEC_NOTES §2.6)
     softmax layer i   : keys, values [B, KVH, cap, D]   preallocated; positions [0, S) are filled, cap >= S
     padding_mask      : [B, S] (1 = real token) or None when no row was ever padded
 

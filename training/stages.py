@@ -1,4 +1,4 @@
-"""The four MiniMax-VL-01 training stages as data (SPEC §7.2), read from `training/configs/stage{1,2,3,4}.yaml`.
+"""The four MiniMax-VL-01 training stages as data (SPEC_NOTES §7.2), read from `training/configs/stage{1,2,3,4}.yaml`.
 
     stage = load_stage(1)                                              # the shipped stage-I table
     stage = load_stage(2, ["max_steps=20", "learning_rates.language_model=3e-4"])   # with overrides
@@ -39,7 +39,7 @@ class ScheduleConfig:
 
     cosine: linear warm-up to 1, cosine decay to `min_lr_ratio` at the last step.
     wsd:    warm-up, stable at 1, then an exponential decay to `min_lr_ratio` over the last `decay_fraction`
-            of the steps (the shape MiniMax-Text-01's pre-training used, SPEC §7.3).
+            of the steps (the shape MiniMax-Text-01's pre-training used, SPEC_NOTES §7.3).
     """
 
     kind: str = "cosine"

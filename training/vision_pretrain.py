@@ -4,7 +4,7 @@
     .venv/bin/accelerate launch ... -m training.train --stage 1 --init runs/demo/stage0/final ...
 
 MiniMax-VL-01's ViT was itself trained from scratch before the VL stages (CoCa-style on 694 M image-caption pairs,
-its text decoder discarded afterwards; ../shared/SPEC.md §5.1). At CPU scale a captioning objective starting from
+its text decoder discarded afterwards; SPEC_NOTES §5.1). At CPU scale a captioning objective starting from
 random weights does not learn to read in hours (../shared/FINDINGS.md; our own first demo runs: after 400 VL steps
 the loss did not depend on the image at all). This stage replaces it with a dense, direct signal: every patch token
 of every tile classifies the text under it, with two linear heads that are thrown away afterwards (the tower's

@@ -1,6 +1,6 @@
 """Name map between the released CLIP-style vision weights and `VisionTower` (timm) weights.
 
-Released names (SPEC §6.1) are those of transformers' `CLIPVisionModel`, e.g.
+Released names (SPEC_NOTES §6.1) are those of transformers' `CLIPVisionModel`, e.g.
 `vision_model.encoder.layers.{j}.self_attn.q_proj.weight`; they are given here *without* the checkpoint's
 `vision_tower.` prefix (the caller adds or strips it). The map is one declarative table plus two tensor
 transforms:

@@ -1,4 +1,4 @@
-"""Packed batches give the same per-document loss as padded ones, through the text backbone (SPEC §7.5)."""
+"""Packed batches give the same per-document loss as padded ones, through the text backbone (SPEC_NOTES §7.5)."""
 import torch
 import torch.nn.functional as F
 

@@ -15,7 +15,7 @@ from vision.convert import (
 from vision.vit import VisionTower
 
 TINY = VisionConfig.from_preset("tiny")
-# The 16 per-layer names of SPEC §6.1, written out rather than derived from the code under test.
+# The 16 per-layer names of SPEC_NOTES §6.1, written out rather than derived from the code under test.
 LAYER_SUFFIXES = [
     "self_attn.q_proj.weight", "self_attn.q_proj.bias", "self_attn.k_proj.weight", "self_attn.k_proj.bias",
     "self_attn.v_proj.weight", "self_attn.v_proj.bias", "self_attn.out_proj.weight", "self_attn.out_proj.bias",

@@ -1,4 +1,4 @@
-"""Synthetic image–language data for the four training stages (SPEC §7.2), and its plumbing.
+"""Synthetic image–language data for the four training stages (SPEC_NOTES §7.2), and its plumbing.
 
     generators   charts.py + chart_layout.py + chart_questions.py, maps.py + map_questions.py, text_only.py
     samples      samples.py (GeneratorConfig, make_sample, iter_samples, STAGE_MIXES), splits.py, vocab.py, styles.py

@@ -2,7 +2,7 @@
 
     python -m training.data.tokenizer --out minimax_vl/assets/tokenizer.json
 
-Byte-level BPE like MiniMax's own (SPEC §5.7) but with a ~3k vocabulary, sized for tiny models trained on
+Byte-level BPE like MiniMax's own (SPEC_NOTES §5.7) but with a ~3k vocabulary, sized for tiny models trained on
 this project's synthetic data. Digits are split one per token before the byte-level step, so numbers are
 read and written digit by digit. The chat template's special tokens (`<image>` included) are single
 tokens with ids 0..4; their released ids (e.g. `<image>` = 200025) belong to the 200k-token original and

@@ -16,7 +16,7 @@ Reverse sweep (REVERSE = True), the same with time running backwards:
 lightning attention; autograd.py maps dq, dk, dv and d(initial state) onto the same kernel.
 
 One program owns one (sequence, head, BLOCK_C-wide slice of DC) and walks the sequence in chunks of BT
-tokens, keeping its [DA, BLOCK_C] slice of the state in registers (Lightning Attention-2, SPEC §2.8):
+tokens, keeping its [DA, BLOCK_C] slice of the state in registers (Lightning Attention-2, SPEC_NOTES §2.8):
 per chunk an intra-chunk product through the BT×BT decay mask, an inter-chunk product against the state,
 and the state update. Chunks start at each sequence's first token, so packed documents need no alignment.
 c is read and out written once; a and b once per DC slice (a head's slices are neighbouring programs, so
