@@ -28,7 +28,7 @@ from minimax_vl.processor import MiniMaxVL01Processor
 from text_backbone.config import MiniMaxText01Config
 from training.data.samples import STAGE_MIXES, GeneratorConfig, make_sample
 from training.datasets import BatchLayout, DocumentEncoder, build_batch
-from training.losses import shifted_targets, token_log_likelihood
+from training.losses import target_log_probs
 from vision.anyres import default_grid_pinpoints
 from vision.config import VisionConfig
 
@@ -51,12 +51,10 @@ def build_model(preset: str) -> MiniMaxVL01:
     return MiniMaxVL01(config, processor=MiniMaxVL01Processor.for_config(config)).train()
 
 
-def train_step(model, optimizer, batch) -> float:
-    inputs = batch["model_inputs"]
-    out = model(**inputs, image_mode="anyres")
-    targets = shifted_targets(batch["labels"], inputs.get("cu_seqlens"))
-    ce = -token_log_likelihood(out.logits, targets).sum() / max(batch["num_targets"], 1)
-    loss = ce + model.config.text_config.router_aux_loss_coef * out.aux_loss
+def train_step(model, optimizer, batch, loss_path: str = "labelled") -> float:
+    token_lp, aux = target_log_probs(model, batch["model_inputs"], batch["labels"], "anyres", loss_path)
+    ce = -token_lp.sum() / max(batch["num_targets"], 1)
+    loss = ce + model.config.text_config.router_aux_loss_coef * aux
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)

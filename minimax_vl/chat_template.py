@@ -47,6 +47,17 @@ def content_to_text(content: str | Iterable[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
+def _leading_context(content: Any) -> str:
+    if isinstance(content, str):
+        return ""
+    context = ""
+    for item in content:
+        if item.get("type") != "text" or not item.get("context"):
+            break
+        context += item["text"]
+    return context
+
+
 def render_segments(
     messages: list[dict[str, Any]], *, add_generation_prompt: bool = False
 ) -> list[tuple[str, bool]]:
@@ -64,7 +75,12 @@ def render_segments(
         header = f"{BOS}{_ROLE_HEADERS[role]}\n"
         if role == "assistant":
             segments.append((header, False))
-            segments.append((text + EOS, True))
+            # A leading content item marked {"context": True} is given, not trained (text-only reasoning
+            # documents hand the model a transcription and train only the answer after it).
+            context = _leading_context(message.get("content", ""))
+            if context:
+                segments.append((context, False))
+            segments.append((text[len(context):] + EOS, True))
             segments.append(("\n", False))
         else:
             segments.append((f"{header}{text}{EOS}\n", False))

@@ -26,17 +26,18 @@ from text_backbone.layers.moe import SparseMoE, load_balancing_loss
 from text_backbone.layers.norm import RMSNorm
 from text_backbone.layers.rope import rotary_cos_sin
 from text_backbone.layers.softmax_attention import SoftmaxAttention
-
-IGNORE_INDEX = -100
+from text_backbone.ops.linear_cross_entropy import IGNORE_INDEX, labelled_log_likelihoods, upcast_logits
 
 
 @dataclass
 class CausalLMOutput:
-    logits: torch.Tensor  # [B, T, V] fp32
+    logits: torch.Tensor | None  # [B, T, V] fp32 (float64 for a float64 model); None when forward(..., return_logits=False)
     loss: torch.Tensor | None = None  # cross-entropy (+ router_aux_loss_coef * aux_loss when labels are given)
     aux_loss: torch.Tensor | None = None  # load-balancing loss, unscaled
     cache: HybridCache | None = None
     hidden_states: torch.Tensor | None = None  # final normed hidden states [B, T, C]
+    # With labels: log p(next-token target) per predicting position [B, T-1] fp32, 0 where nothing is predicted.
+    target_log_probs: torch.Tensor | None = None
 
 
 class DecoderLayer(nn.Module):
@@ -172,11 +173,15 @@ class MiniMaxText01ForCausalLM(nn.Module):
         cache: HybridCache | None = None,
         use_cache: bool = False,
         logits_to_keep: int = 0,
+        return_logits: bool = True,
         backend: str = "auto",
     ) -> CausalLMOutput:
         """labels [B, T] aligned with input_ids (shifted inside); IGNORE_INDEX (-100) positions do not count.
 
         logits_to_keep > 0 computes logits for the last that many positions only (generation).
+        With labels, the loss and `target_log_probs` come from the labelled positions only, through `lm_head` in
+        vocabulary-bounded chunks (`ops.linear_cross_entropy`); `return_logits=False` then skips the [B, T, V]
+        logits altogether, which is what training wants.
         """
         if use_cache and cache is None:
             cache = self.new_cache()
@@ -184,20 +189,25 @@ class MiniMaxText01ForCausalLM(nn.Module):
             input_ids, inputs_embeds=inputs_embeds, attention_mask=attention_mask, position_ids=position_ids,
             cu_seqlens=cu_seqlens, cache=cache, backend=backend,
         )
-        kept = hidden[:, -logits_to_keep:] if logits_to_keep else hidden
-        logits = self.lm_head(kept).float()
+        logits = None
+        if return_logits:
+            kept = hidden[:, -logits_to_keep:] if logits_to_keep else hidden
+            logits = upcast_logits(self.lm_head(kept))
         token_mask = None
         if attention_mask is not None and attention_mask.shape[1] == hidden.shape[1]:
             token_mask = attention_mask.reshape(-1)
         aux = load_balancing_loss(router_logits, expert_ids, self.config.num_local_experts, token_mask)
-        loss = None
+        loss = target_log_probs = None
         if labels is not None:
             if logits_to_keep:
-                raise ValueError("labels need logits for every position; do not pass logits_to_keep with labels")
-            loss = causal_lm_loss(logits, labels, cu_seqlens)
+                raise ValueError("labels need every position's hidden state; do not pass logits_to_keep with labels")
+            targets = shifted_targets(labels, cu_seqlens)  # [B, T-1]
+            target_log_probs = labelled_log_likelihoods(hidden[:, :-1], self.lm_head.weight, targets)
+            loss = -target_log_probs.sum() / (targets != IGNORE_INDEX).sum().clamp_min(1)
             if self.config.router_aux_loss_coef:
                 loss = loss + self.config.router_aux_loss_coef * aux
-        return CausalLMOutput(logits=logits, loss=loss, aux_loss=aux, cache=cache, hidden_states=hidden)
+        return CausalLMOutput(logits=logits, loss=loss, aux_loss=aux, cache=cache, hidden_states=hidden,
+                              target_log_probs=target_log_probs)
 
     # ------------------------------------------------------------------ checkpoints
     @classmethod
@@ -212,13 +222,20 @@ class MiniMaxText01ForCausalLM(nn.Module):
         save_text_model(self, Path(path), max_shard_size=max_shard_size)
 
 
-def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, cu_seqlens: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean next-token cross-entropy; with packed documents the last token of one document never predicts
-    the first token of the next."""
+def shifted_targets(labels: torch.Tensor, cu_seqlens: torch.Tensor | None = None) -> torch.Tensor:
+    """labels [B, T] -> next-token targets [B, T-1], IGNORE_INDEX where nothing is predicted: with packed documents
+    (B = 1, `cu_seqlens` [N + 1]) the last token of one document never predicts the first token of the next."""
     targets = labels[:, 1:].clone()
     if cu_seqlens is not None:
         ends = cu_seqlens[1:-1].long() - 1  # positions whose next token starts another document
         targets[0, ends[ends < targets.shape[1]]] = IGNORE_INDEX
+    return targets
+
+
+def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, cu_seqlens: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean next-token cross-entropy over full logits [B, T, V]: the plain reference for the labelled-position
+    path that `forward(labels=...)` takes."""
+    targets = shifted_targets(labels, cu_seqlens)
     return F.cross_entropy(
         logits[:, :-1].reshape(-1, logits.shape[-1]), targets.reshape(-1), ignore_index=IGNORE_INDEX
     )

@@ -16,7 +16,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from training.losses import document_log_likelihoods, dpo_loss, shifted_targets
+from training.losses import document_log_likelihoods, dpo_loss, shifted_targets, target_log_probs
 
 __all__ = ["frozen_reference", "pair_log_likelihoods", "dpo_loss"]
 
@@ -28,18 +28,19 @@ def frozen_reference(model: nn.Module) -> nn.Module:
     return reference.eval()
 
 
-def pair_log_likelihoods(model: nn.Module, batch: dict[str, Any], image_mode: str
+def pair_log_likelihoods(model: nn.Module, batch: dict[str, Any], image_mode: str, loss_path: str = "labelled"
                          ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """(log pi(chosen) [P], log pi(rejected) [P], router aux loss) for a batch of P pairs."""
+    """(log pi(chosen) [P], log pi(rejected) [P], router aux loss) for a batch of P pairs; only the response
+    tokens reach lm_head on the default "labelled" loss path."""
     inputs = batch["model_inputs"]
-    out = model(**inputs, image_mode=image_mode)
+    token_lp, aux = target_log_probs(model, inputs, batch["labels"], image_mode, loss_path)
     targets = shifted_targets(batch["labels"], inputs.get("cu_seqlens"))
-    per_document = document_log_likelihoods(out.logits, targets, batch["doc_ids"], batch["num_docs"])
-    return per_document[0::2], per_document[1::2], out.aux_loss
+    per_document = document_log_likelihoods(token_lp, targets, batch["doc_ids"], batch["num_docs"])
+    return per_document[0::2], per_document[1::2], aux
 
 
 @torch.no_grad()
-def reference_log_likelihoods(reference: nn.Module, batch: dict[str, Any], image_mode: str
-                              ) -> tuple[torch.Tensor, torch.Tensor]:
-    chosen, rejected, _ = pair_log_likelihoods(reference, batch, image_mode)
+def reference_log_likelihoods(reference: nn.Module, batch: dict[str, Any], image_mode: str,
+                              loss_path: str = "labelled") -> tuple[torch.Tensor, torch.Tensor]:
+    chosen, rejected, _ = pair_log_likelihoods(reference, batch, image_mode, loss_path)
     return chosen, rejected

@@ -32,7 +32,7 @@ from text_backbone.weights_io import replace_folder, temporary_folder, write_jso
 from training import checkpointing
 from training.datasets import BatchLayout, DocumentEncoder, DocumentStream, MicroBatches, build_sources, held_out_batches
 from training.dpo import frozen_reference, pair_log_likelihoods, reference_log_likelihoods
-from training.losses import dpo_loss, shifted_targets, token_log_likelihood
+from training.losses import dpo_loss, target_log_probs
 from training.metrics import MetricsLog, scalars, tensorboard_available
 from training.schedules import lr_factor
 from training.stages import StageConfig, resolve_init
@@ -55,6 +55,9 @@ class RunOptions:
     data_workers: int = 0
     progress: bool = True
     loss_hook: LossHook | None = None  # (step, loss) -> loss; tests inject NaN/Inf here
+    # "labelled": only labelled positions reach lm_head, in vocabulary-bounded chunks; "full": [B, T, V] logits
+    # (the reference; same numbers, more time and memory). training.losses.target_log_probs.
+    loss_path: str = "labelled"
     extra_log: dict[str, Any] = field(default_factory=dict)
 
 
@@ -239,15 +242,15 @@ class Trainer:
         scale = self.world * self.accum / normaliser
         image_mode = self.stage.image_mode
         if self.stage.objective == "lm":
-            inputs = batch["model_inputs"]
-            out = self.model(**inputs, image_mode=image_mode)
-            targets = shifted_targets(batch["labels"], inputs.get("cu_seqlens"))
-            objective_sum = -token_log_likelihood(out.logits, targets).sum()
-            aux, extra = out.aux_loss, {}
+            token_lp, aux = target_log_probs(self.model, batch["model_inputs"], batch["labels"], image_mode,
+                                             self.options.loss_path)
+            objective_sum = -token_lp.sum()
+            extra = {}
         else:
-            chosen, rejected, aux = pair_log_likelihoods(self.model, batch, image_mode)
+            chosen, rejected, aux = pair_log_likelihoods(self.model, batch, image_mode, self.options.loss_path)
             with self.accelerator.autocast():  # the reference is not prepared, so it gets the policy's precision here
-                ref_chosen, ref_rejected = reference_log_likelihoods(self.reference, batch, image_mode)
+                ref_chosen, ref_rejected = reference_log_likelihoods(self.reference, batch, image_mode,
+                                                                     self.options.loss_path)
             losses, rewards = dpo_loss(chosen, rejected, ref_chosen, ref_rejected, self.stage.dpo.beta)
             objective_sum = losses.sum()
             extra = {k: v.sum() for k, v in rewards.items()}
@@ -326,15 +329,15 @@ class Trainer:
                 totals = torch.zeros(4, dtype=torch.float64, device=device)
                 for batch in self.held_out:
                     batch = _to_device(batch, device)
-                    inputs = batch["model_inputs"]
-                    targets = shifted_targets(batch["labels"], inputs.get("cu_seqlens"))
+                    inputs, labels = batch["model_inputs"], batch["labels"]
                     count = torch.tensor(float(batch["num_targets"]), dtype=torch.float64, device=device)
-                    out = self.model(**inputs, image_mode=stage.image_mode)
-                    totals[:2] += torch.stack([-token_log_likelihood(out.logits, targets).sum().double(), count])
+                    token_lp, _ = target_log_probs(self.model, inputs, labels, stage.image_mode, self.options.loss_path)
+                    totals[:2] += torch.stack([-token_lp.sum().double(), count])
                     swapped = _with_images_rotated(inputs)
                     if swapped is not None:
-                        out = self.model(**swapped, image_mode=stage.image_mode)
-                        totals[2:] += torch.stack([-token_log_likelihood(out.logits, targets).sum().double(), count])
+                        token_lp, _ = target_log_probs(self.model, swapped, labels, stage.image_mode,
+                                                       self.options.loss_path)
+                        totals[2:] += torch.stack([-token_lp.sum().double(), count])
                 gathered = accelerator.gather_for_metrics(totals.unsqueeze(0)).sum(0)
                 metrics = {"val_loss": float(gathered[0] / gathered[1].clamp_min(1))}
                 if gathered[3] > 0:

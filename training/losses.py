@@ -1,8 +1,12 @@
 """Token-level losses for training: summed cross-entropy (normalised by the caller) and per-document log-likelihoods.
 
-    targets = shifted_targets(labels, cu_seqlens)        # [B, T-1], IGNORE_INDEX where nothing is predicted
-    ce_sum = token_log_likelihood(logits, targets).neg().sum()
-    doc_logps = document_log_likelihoods(logits, targets, doc_ids, num_docs)   # DPO: log pi(y | x) per document
+    token_lp, aux = target_log_probs(model, inputs, labels, image_mode)   # [B, T-1], 0 where nothing is predicted
+    ce_sum = token_lp.neg().sum()
+    doc_logps = document_log_likelihoods(token_lp, targets, doc_ids, num_docs)   # DPO: log pi(y | x) per document
+
+Two loss paths give the same numbers: "labelled" (the default) sends only the labelled positions through
+`lm_head`, in vocabulary-bounded chunks (`text_backbone.ops.linear_cross_entropy`); "full" builds [B, T, V]
+logits and takes the cross-entropy over them (`token_log_likelihood`), kept as the reference and for benchmarks.
 
 Why sums: the loop divides the summed cross-entropy by the number of target tokens in the whole global batch
 (all processes, all accumulation steps), so the gradient is the same however a batch is split across processes
@@ -15,17 +19,10 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from text_backbone.model import IGNORE_INDEX
+from text_backbone.model import IGNORE_INDEX, shifted_targets
 
-
-def shifted_targets(labels: torch.Tensor, cu_seqlens: torch.Tensor | None = None) -> torch.Tensor:
-    """labels [B, T] -> next-token targets [B, T-1]; the same rule as `causal_lm_loss`: with packed documents
-    the last token of one document never predicts the first token of the next."""
-    targets = labels[:, 1:].clone()
-    if cu_seqlens is not None:
-        ends = cu_seqlens[1:-1].long() - 1
-        targets[0, ends[ends < targets.shape[1]]] = IGNORE_INDEX
-    return targets
+__all__ = ["IGNORE_INDEX", "shifted_targets", "count_targets", "token_log_likelihood", "document_log_likelihoods",
+           "dpo_loss"]
 
 
 def count_targets(labels: torch.Tensor, cu_seqlens: torch.Tensor | None = None) -> int:
@@ -43,14 +40,34 @@ def token_log_likelihood(logits: torch.Tensor, targets: torch.Tensor) -> torch.T
     return (-nll).view_as(targets) * mask
 
 
-def document_log_likelihoods(logits: torch.Tensor, targets: torch.Tensor, doc_ids: torch.Tensor,
+LOSS_PATHS = ("labelled", "full")
+
+
+def target_log_probs(model, inputs: dict, labels: torch.Tensor, image_mode: str | None = None,
+                     loss_path: str = "labelled") -> tuple[torch.Tensor, torch.Tensor]:
+    """(log p(target) per predicting position [B, T-1] fp32, 0 where ignored; router aux loss) for one batch.
+
+    `model` is a MiniMaxVL01 (or its wrapped/sharded form); `inputs` its keyword inputs. Both paths run the same
+    forward; they differ only in how the log-likelihoods leave the final hidden states.
+    """
+    if loss_path not in LOSS_PATHS:
+        raise ValueError(f"unknown loss path {loss_path!r}; expected one of {LOSS_PATHS}")
+    extra = {} if image_mode is None else {"image_mode": image_mode}
+    if loss_path == "full":
+        out = model(**inputs, **extra)
+        return token_log_likelihood(out.logits, shifted_targets(labels, inputs.get("cu_seqlens"))), out.aux_loss
+    # Inside the model's forward, so that a sharded (FSDP) lm_head is gathered when it is used.
+    out = model(**inputs, **extra, labels=labels, return_logits=False)
+    return out.target_log_probs, out.aux_loss
+
+
+def document_log_likelihoods(token_lp: torch.Tensor, targets: torch.Tensor, doc_ids: torch.Tensor,
                              num_docs: int) -> torch.Tensor:
     """Sum of target log-probabilities per document -> [num_docs].
 
-    doc_ids [B, T]: the document each token belongs to (-1 for padding); a target belongs to the document of
-    the token it predicts.
+    token_lp [B, T-1] (`target_log_probs`); doc_ids [B, T]: the document each token belongs to (-1 for padding);
+    a target belongs to the document of the token it predicts.
     """
-    token_lp = token_log_likelihood(logits, targets)  # [B, T-1]
     owner = doc_ids[:, 1:]
     keep = (targets != IGNORE_INDEX) & (owner >= 0)
     sums = token_lp.new_zeros(num_docs)

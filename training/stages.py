@@ -80,6 +80,7 @@ class DataConfig:
     image_kinds: list[str] = field(default_factory=lambda: ["chart", "map"])
     max_questions: int = 4
     font_scale: float = 1.0  # multiplies the difficulty's label size (the demo recipe uses bigger labels)
+    read_first: bool = False  # first reply after an image: transcription, then "Answer: ..." (data/reading.py)
     num_samples: int | None = None
     max_epoch_fraction: float | None = None
     rejected: str = "distractor"

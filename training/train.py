@@ -68,6 +68,9 @@ def build_parser() -> argparse.ArgumentParser:
                      help="DataLoader worker processes building batches ahead of the model (default: 0)")
     run.add_argument("--cpu", action="store_true", default=None, help="train on CPU even if a GPU is visible")
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument("--loss-path", choices=("labelled", "full"), default="labelled",
+                     help="labelled (default): only labelled positions reach lm_head, in vocabulary-bounded chunks; "
+                          "full: build [batch, length, vocabulary] logits first (same losses, slower; for comparison)")
     return parser
 
 
@@ -113,6 +116,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     options = RunOptions(output_dir=args.output, preset=args.preset, init=args.init, resume=args.resume,
                          cpu=args.cpu, data_workers=args.data_workers, progress=not args.no_progress,
+                         loss_path=args.loss_path,
                          loss_hook=nonfinite_injection(os.environ.get(INJECT_ENV)))
     try:
         result = train(stage, options)

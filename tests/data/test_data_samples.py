@@ -63,7 +63,7 @@ def test_every_sample_kind_is_well_formed(kind):
         roles = [m["role"] for m in sample.messages]
         assert roles == ["user", "assistant"] * (len(roles) // 2)
         assert sample.meta["sample_kind"] == kind
-        text_only = kind.startswith("text")
+        text_only = kind.startswith("text") or kind == "reasoning"
         assert len(sample.images) == (0 if text_only else 1)
         assert render(sample.messages).count(IMAGE) == len(sample.images)
         assert sample.messages[0]["content"][0]["type"] == ("text" if text_only else "image")

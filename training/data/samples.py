@@ -6,8 +6,13 @@
 
 Sample kinds:
     words             reading warm-up: "What is written in this image?" -> the words, top to bottom (words.py)
+    reading           "Read this chart." -> the transcription in a fixed scan order (reading.py); the reading probe
     description       stage I: "Describe this chart." -> a dense description listing every label and value
-    vqa               stage II: 1..max_questions short-answer questions as one multi-turn conversation
+    vqa               stage II: 1..max_questions short-answer questions as one multi-turn conversation; with
+                      `read_first`, the first reply is the transcription followed by "Answer: <short answer>"
+    reasoning         text only: the read-first conversation of a scene that is planned but never drawn; the
+                      transcription is context (not trained), the answers are trained: the reasoning half of
+                      read-then-answer, at no vision cost
     text_only         stage II's text mix: arithmetic, compass facts, word rewriting (no image)
     conversation      stage III: multi-turn chat with full-sentence answers
     preference        stage IV: (image, question, chosen, rejected) with a plausible wrong rejected answer
@@ -28,6 +33,7 @@ from training.data.formats import Sample
 from training.data.map_questions import describe_map, map_questions
 from training.data.maps import generate_map
 from training.data.qa import QA
+from training.data.reading import READING_PROMPTS, read_then_answer, reading_text, scene_fields
 from training.data.splits import check_split, rng_for, seed_for
 from training.data.styles import difficulty as check_difficulty
 from training.data.text_only import text_question
@@ -35,7 +41,8 @@ from training.data.words import PROMPTS as WORDS_PROMPTS
 from training.data.words import generate_words
 
 IMAGE_KINDS = ("chart", "map")
-SAMPLE_KINDS = ("words", "description", "vqa", "text_only", "conversation", "preference", "text_preference")
+SAMPLE_KINDS = ("words", "reading", "description", "vqa", "reasoning", "text_only", "conversation", "preference",
+                "text_preference")
 STAGE_MIXES: dict[int, tuple[tuple[str, float], ...]] = {
     1: (("description", 1.0),),
     2: (("vqa", 20.0), ("text_only", 1.0)),  # SPEC §7.2: multimodal to text 20:1
@@ -59,6 +66,9 @@ class GeneratorConfig:
     difficulty: str = "normal"  # "easy": few categories, big labels, small vocabulary, square images
     font_scale: float = 1.0  # multiplies the difficulty's label size
     max_questions: int = 4  # per vqa sample; conversations use up to 4 turns
+    # Read, then answer: the first reply after an image (vqa, preference) is the transcription followed by
+    # "\nAnswer: <short answer>" (training/data/reading.py); later replies are short answers.
+    read_first: bool = False
 
     def __post_init__(self):
         check_split(self.split)
@@ -125,7 +135,7 @@ def make_sample(config: GeneratorConfig, index: int, *, draw: bool = True) -> Sa
     image_kind = rng_for(seed, "image_kind").choice(config.image_kinds)
     image_rng = rng_for(seed, image_kind)
     common = dict(split=config.split, difficulty=config.difficulty, image_size=config.image_size,
-                  font_scale=config.font_scale, draw=draw)
+                  font_scale=config.font_scale, draw=draw and sample_kind != "reasoning")
     if image_kind == "chart":
         scene, image = generate_chart(image_rng, **common)
         questions, description = chart_questions(scene, rng), describe_chart(scene)
@@ -135,17 +145,29 @@ def make_sample(config: GeneratorConfig, index: int, *, draw: bool = True) -> Sa
         questions, description = map_questions(scene, rng), describe_map(scene)
     meta["kind"] = image_kind
     images = [image]  # [None] when not drawn: the slot and its <image> placeholder stay
+    reading = reading_text(scene_fields(scene))
 
+    if sample_kind == "reading":
+        meta.update(question_types=["reading"], matches=["exact"], reading_fields=scene_fields(scene))
+        prompt = rng.choice(READING_PROMPTS[image_kind])
+        return Sample(sample_id, [_user(prompt, with_image=True), _assistant(reading)], images, meta)
+    if sample_kind == "reasoning":
+        meta["kind"] = "text"
+        chosen = balanced_choice(questions, rng.randint(1, config.max_questions), rng)
+        return _question_sample(sample_id, chosen, [], meta, rng, sentences=False, reading=reading,
+                                reading_is_context=True)
     if sample_kind == "description":
         meta.update(question_types=["description"], matches=["exact"])
         prompt = rng.choice(DESCRIPTION_PROMPTS[image_kind])
         return Sample(sample_id, [_user(prompt, with_image=True), _assistant(description)], images, meta)
+    first_reply_reading = reading if config.read_first else None
     if sample_kind == "vqa":
         return _question_sample(sample_id, balanced_choice(questions, rng.randint(1, config.max_questions), rng),
-                                images, meta, rng, sentences=False)
+                                images, meta, rng, sentences=False, reading=first_reply_reading)
     if sample_kind == "conversation":
         return _conversation_sample(sample_id, questions, description, image_kind, images, meta, rng)
-    return _preference_sample(sample_id, [q for q in questions if q.distractors], images, meta, rng)
+    return _preference_sample(sample_id, [q for q in questions if q.distractors], images, meta, rng,
+                              reading=first_reply_reading)
 
 
 def balanced_choice(questions: list[QA], k: int, rng: random.Random) -> list[QA]:
@@ -171,16 +193,26 @@ def _user(text: str, with_image: bool) -> dict:
     return {"role": "user", "content": content}
 
 
-def _assistant(text: str) -> dict:
-    return {"role": "assistant", "content": [{"type": "text", "text": text}]}
+def _assistant(text: str, context: str = "") -> dict:
+    """An assistant reply; `context` is a leading part of it that is given, not trained (its tokens are labelled
+    -100, see `minimax_vl.chat_template.render_segments`)."""
+    content = [{"type": "text", "text": context, "context": True}] if context else []
+    return {"role": "assistant", "content": content + [{"type": "text", "text": text}]}
 
 
 def _question_sample(sample_id: str, questions: list[QA], images: list, meta: dict, rng: random.Random, *,
-                     sentences: bool) -> Sample:
+                     sentences: bool, reading: str | None = None, reading_is_context: bool = False) -> Sample:
+    """One conversation of short (or sentence) answers; with `reading`, the first reply reads, then answers."""
     messages = []
     for i, qa in enumerate(questions):
         messages.append(_user(qa.question, with_image=bool(images) and i == 0))
-        messages.append(_assistant(qa.sentence() if sentences else qa.answer))
+        answer = qa.sentence() if sentences else qa.answer
+        if i == 0 and reading is not None:
+            full = read_then_answer(reading, answer)
+            split = len(reading) if reading_is_context else 0
+            messages.append(_assistant(full[split:], context=full[:split]))
+        else:
+            messages.append(_assistant(answer))
     meta.update(question_types=[q.question_type for q in questions], matches=[q.match for q in questions])
     return Sample(sample_id, messages, images, meta)
 
@@ -199,11 +231,14 @@ def _conversation_sample(sample_id: str, questions: list[QA], description: str, 
     return Sample(sample_id, messages, images, meta)
 
 
-def _preference_sample(sample_id: str, questions: list[QA], images: list, meta: dict, rng: random.Random) -> Sample:
+def _preference_sample(sample_id: str, questions: list[QA], images: list, meta: dict, rng: random.Random, *,
+                       reading: str | None = None) -> Sample:
     qa = rng.choice(questions)
     wrong = qa.distractors[0] if rng.random() < 0.6 else rng.choice(qa.distractors)
-    in_sentences = rng.random() < 0.5
+    in_sentences = rng.random() < 0.5 and reading is None
     chosen, rejected = (qa.sentence(), qa.sentence(wrong)) if in_sentences else (qa.answer, wrong)
+    if reading is not None:  # both replies read the same way; they differ in the answer only
+        chosen, rejected = read_then_answer(reading, chosen), read_then_answer(reading, rejected)
     meta.update(question_types=[qa.question_type], matches=[qa.match], answer=qa.answer, rejected_answer=wrong)
     messages = [_user(qa.question, with_image=bool(images)), _assistant(chosen)]
     return Sample(sample_id, messages, images, meta, rejected=rejected)

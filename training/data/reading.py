@@ -1,0 +1,170 @@
+"""Reading: a chart or map transcribed into a compact table in a fixed scan order, and the reply that reads first.
+
+    fields = chart_fields(scene)                 # {"type": "vertical bars", "title": "Sales", ..., "Fox": "15", ...}
+    text = reading_text(fields)                  # "Chart: vertical bars. Title: Sales. X: Group. Y: Count. Fox 15; ..."
+    reply = read_then_answer(text, "75")         # text + "\nAnswer: 75"
+    reading, answer = split_reply(reply)         # ("Chart: ...", "75")
+    parse_reading(text) == fields                # the probe scores each field by exact match
+
+Why (issue "The demo model reads"): in synthetic chart QA the answers track label reading almost one for one,
+and the strongest small-model recipe translates the image into a table first and reasons over the table (DePlot,
+MatCha, Pix2Struct). The model therefore writes what it read, then the short answer; the reasoning half (table +
+question -> answer) is trained in volume on text-only documents (`reasoning` samples), which cost no vision
+forward. A fixed scan order turns "find the label the question names" into copying within the text.
+
+Scan order: bars left to right (vertical) or top to bottom (horizontal), pie slices and line points in the
+chart's category order (legend order, left to right); map streets west to east, avenues north to south,
+landmarks row by row from the north-west. A landmark is written with its grid position (column from the west,
+row from the north, both from 1) before its corner's names, so that the street names are a lookup in the text
+already written and the position is what the image has to supply.
+"""
+from __future__ import annotations
+
+import re
+
+from training.data.charts import ChartScene
+from training.data.maps import MapScene
+from training.data.qa import format_number
+
+ANSWER_MARKER = "\nAnswer: "
+CHART_TYPE_NAMES = {"vbar": "vertical bars", "hbar": "horizontal bars", "grouped_bar": "grouped bars",
+                    "line": "line", "pie": "pie"}
+READING_PROMPTS = {
+    "chart": ("Read this chart.", "Transcribe the chart: title, axes, every label and value."),
+    "map": ("Read this map.", "Transcribe the map: streets, avenues, landmarks and scale."),
+}
+
+
+# ---------------------------------------------------------------------- fields (what a perfect reader writes)
+def chart_fields(scene: ChartScene) -> dict[str, str]:
+    """Every transcribable field of a chart, in scan order: type, title, axes, then one field per data label."""
+    fields = {"type": CHART_TYPE_NAMES[scene.chart_type], "title": scene.title}
+    if scene.chart_type != "pie":
+        fields.update({"x": scene.x_label, "y": scene.y_label})
+    unit = "%" if scene.chart_type == "pie" else ""
+    for series in scene.series:
+        prefix = "" if len(scene.series) == 1 else f"{series.name}/"
+        for category, value in zip(scene.categories, series.values):
+            number = f"{value:.0f}" if scene.chart_type == "pie" else format_number(value, scene.decimals)
+            fields[prefix + category] = number + unit
+    return fields
+
+
+def map_fields(scene: MapScene) -> dict[str, str]:
+    """Every transcribable field of a map: streets and avenues by position, landmarks with their grid position,
+    river, park and scale."""
+    fields = {f"street {i + 1}": name for i, name in enumerate(scene.vertical_streets)}
+    fields.update({f"avenue {i + 1}": name for i, name in enumerate(scene.horizontal_streets)})
+    for landmark in sorted(scene.landmarks, key=lambda l: (l.row, l.col)):
+        fields[landmark.name] = f"{landmark.col + 1}, {landmark.row + 1}"
+    if scene.river_row is not None:
+        fields["river"] = f"{scene.river_row + 1}, {scene.river_row + 2}"
+    if scene.park is not None:
+        fields["park"] = f"{scene.park[0] + 1}, {scene.park[1] + 1}"
+    fields["scale"] = f"{scene.block_metres} m"
+    return fields
+
+
+def scene_fields(scene: ChartScene | MapScene) -> dict[str, str]:
+    return map_fields(scene) if isinstance(scene, MapScene) else chart_fields(scene)
+
+
+# ---------------------------------------------------------------------- fields <-> text
+def reading_text(fields: dict[str, str]) -> str:
+    """The transcription as the model writes it (one line; see the module docstring for the order)."""
+    if "type" in fields:
+        return _chart_text(fields)
+    return _map_text(fields)
+
+
+def _chart_text(fields: dict[str, str]) -> str:
+    parts = [f"Chart: {fields['type']}.", f"Title: {fields['title']}."]
+    if "x" in fields:
+        parts += [f"X: {fields['x']}.", f"Y: {fields['y']}."]
+    data = [(k, v) for k, v in fields.items() if k not in ("type", "title", "x", "y")]
+    groups: dict[str, list[str]] = {}
+    for key, value in data:
+        series, _, category = key.rpartition("/")
+        groups.setdefault(series, []).append(f"{category} {value}")
+    for series, items in groups.items():
+        parts.append((f"{series}: " if series else "") + "; ".join(items) + ".")
+    return " ".join(parts)
+
+
+def _map_text(fields: dict[str, str]) -> str:
+    streets = [v for k, v in fields.items() if k.startswith("street ")]
+    avenues = [v for k, v in fields.items() if k.startswith("avenue ")]
+    parts = [f"Map: streets {', '.join(streets)}; avenues {', '.join(avenues)}."]
+    for key, value in fields.items():
+        if key.startswith(("street ", "avenue ")) or key in ("river", "park", "scale"):
+            continue
+        col, row = (int(x) for x in value.split(", "))
+        parts.append(f"{key} ({value}) at {streets[col - 1]} and {avenues[row - 1]}.")
+    if "river" in fields:
+        north, south = (int(x) for x in fields["river"].split(", "))
+        parts.append(f"River ({fields['river']}) between {avenues[north - 1]} and {avenues[south - 1]}.")
+    if "park" in fields:
+        col, row = (int(x) for x in fields["park"].split(", "))
+        parts.append(f"Park ({fields['park']}) at {streets[col - 1]} and {avenues[row - 1]}.")
+    parts.append(f"Scale {fields['scale']}.")
+    return " ".join(parts)
+
+
+_CHART_HEAD = re.compile(r"^Chart: (?P<type>[^.]*)\. Title: (?P<title>.*?)\.(?: X: (?P<x>.*?)\. Y: (?P<y>.*?)\.)?"
+                         r"(?: (?P<rest>.*))?$")
+_MAP_HEAD = re.compile(r"^Map: streets (?P<streets>[^;]*); avenues (?P<avenues>[^.]*)\.(?: (?P<rest>.*))?$")
+_PLACE = re.compile(r"(?P<name>[^.()]+?) \((?P<pos>\d+, \d+)\)(?: at [^.]*| between [^.]*)?\.")
+_SCALE = re.compile(r"Scale (?P<scale>[^.]*? m)\.")
+
+
+def parse_reading(text: str) -> dict[str, str]:
+    """Fields of a transcription the model wrote; whatever does not parse is simply absent (and so wrong)."""
+    text = text.strip()
+    chart = _CHART_HEAD.match(text)
+    if chart:
+        fields = {"type": chart["type"], "title": chart["title"]}
+        if chart["x"] is not None:
+            fields.update({"x": chart["x"], "y": chart["y"]})
+        for group in re.split(r"(?<=\.) ", chart["rest"] or ""):
+            group = group.rstrip(".")
+            series, sep, items = group.partition(": ")
+            if not sep:
+                series, items = "", group
+            for item in items.split("; "):
+                category, _, value = item.rpartition(" ")
+                if category:
+                    fields.setdefault((f"{series}/" if series else "") + category, value)
+        return fields
+    place = _MAP_HEAD.match(text)
+    if place:
+        fields = {f"street {i + 1}": s for i, s in enumerate(place["streets"].split(", "))}
+        fields.update({f"avenue {i + 1}": s for i, s in enumerate(place["avenues"].split(", "))})
+        rest = place["rest"] or ""
+        for match in _PLACE.finditer(rest):
+            key = match["name"].strip()
+            key = key.lower() if key in ("River", "Park") else key
+            fields.setdefault(key, match["pos"])
+        scale = _SCALE.search(rest)
+        if scale:
+            fields["scale"] = scale["scale"]
+        return fields
+    return {}
+
+
+# ---------------------------------------------------------------------- replies
+def read_then_answer(reading: str, answer: str) -> str:
+    return reading + ANSWER_MARKER + answer
+
+
+def split_reply(reply: str) -> tuple[str | None, str]:
+    """(reading or None, short answer) of a reply; a reply without the marker is all answer."""
+    reading, marker, answer = reply.rpartition(ANSWER_MARKER.strip())
+    if not marker:
+        return None, reply.strip()
+    return reading.strip(), answer.strip()
+
+
+def score_reading(predicted: str, truth: dict[str, str]) -> tuple[int, int]:
+    """(fields transcribed exactly, fields in the truth) for one image."""
+    got = parse_reading(predicted)
+    return sum(got.get(key) == value for key, value in truth.items()), len(truth)

@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# Trains the demo model to read, then answer (issue "The demo model reads"): every first reply after an image is
+# the image's transcription in a fixed scan order, then "Answer: <short answer>" (training/data/reading.py).
+# It continues from a base model (the previous demo model: stage 0 + the four stages, 70 CPU-minutes) through the
+# package's own stages I-IV. See docs/MODEL_CARD.md for what it reaches.
+#
+#   BASE=runs/base_demo_model bash training/recipes/reading_model.sh     # writes runs/reading/stage{1..4}
+#   RESUME=1 bash training/recipes/reading_model.sh      # continue after a kill: finished stages are kept, the
+#                                                        # interrupted one resumes from its last checkpoint
+#   S2_STEPS=4000 RUN=runs/reading_long bash training/recipes/reading_model.sh   # a longer stage II
+#   .venv/bin/python -m training.recipes.export_demo runs/reading                 # -> minimax_vl/assets/demo_model
+#
+# BASE defaults to the model shipped in the package; copy it aside first (cp -r minimax_vl/assets/demo_model
+# runs/base_demo_model) when you mean to export over it. Without a base, run training/recipes/demo_model.sh first
+# (stage 0 vision pre-training + the four stages) and pass BASE=runs/demo/stage4/final.
+#
+# The data (all generated on the fly, easy style, 192-px images, labels 1.3x):
+#   reading    "Read this chart." -> the transcription alone: what the reading probe measures.
+#   vqa        short-answer questions; with data.read_first=true the first reply reads, then answers.
+#   reasoning  the same read-first conversations without an image: the transcription is given (context, not
+#              trained) and only the answers train. No vision forward, so they are cheap and plentiful.
+#   words      the reading warm-up of the base recipe (words on a blank image), kept at a low weight.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+PYTHON=${PYTHON:-.venv/bin/python}
+ACCELERATE=${ACCELERATE:-.venv/bin/accelerate}
+ACCELERATE_CONFIG=${ACCELERATE_CONFIG:-training/configs/accelerate/cpu.yaml}
+RUN=${RUN:-runs/reading}
+BASE=${BASE:-minimax_vl/assets/demo_model}
+THREADS=${THREADS:-2}
+RESUME=${RESUME:-0}
+S1_STEPS=${S1_STEPS:-400}
+S2_STEPS=${S2_STEPS:-2000}
+S3_STEPS=${S3_STEPS:-150}
+S4_STEPS=${S4_STEPS:-50}
+ALL='[vision_tower,multi_modal_projector,image_newline,language_model]'
+
+COMMON=(--preset demo --global-batch-size 16 --micro-batch-size 16 --max-length 768 --no-packing
+        --eval-every 200 --checkpoint-every 50 --keep-checkpoints 1000 --num-threads "$THREADS" --no-progress
+        --set data.image_size=192 --set data.difficulty=easy --set data.font_scale=1.3 --set image_mode=anyres
+        --set data.read_first=true --set eval.samples=32 --set schedule.warmup_steps=30
+        --set "trainable=$ALL" --set weight_decay=0.1)
+
+lr() {  # "learning_rates=..." from three YAML floats: vision tower, projector (and image_newline), language model
+  echo "learning_rates={vision_tower: $1, multi_modal_projector: $2, image_newline: $2, language_model: $3}"
+}
+
+run_stage() {  # stage, steps, extra arguments...
+  local stage=$1 steps=$2
+  shift 2
+  local out="$RUN/stage$stage"
+  if [[ -f "$out/final/config.json" && "$RESUME" == 1 ]]; then
+    echo "stage $stage: already finished in $out"
+    return
+  fi
+  local resume=()
+  if [[ "$RESUME" == 1 && -d "$out/checkpoints" ]]; then resume=(--resume); fi
+  echo "stage $stage: $steps steps -> $out   ($(date +%H:%M:%S))"
+  "$ACCELERATE" launch --config_file "$ACCELERATE_CONFIG" -m training.train --stage "$stage" --output "$out" \
+    --max-steps "$steps" "${COMMON[@]}" "${resume[@]}" "$@"
+}
+
+if [[ "$RESUME" != 1 ]]; then rm -rf "$RUN"; fi
+# I: learn the transcription format on the base model's vision features; reasoning documents teach the answers.
+run_stage 1 "$S1_STEPS" --init "$BASE" --set "$(lr 2.0e-4 5.0e-4 5.0e-4)" \
+  --set 'data.mix=[[reading, 4], [reasoning, 3], [words, 1]]'
+# II: read-first questions, transcriptions and text-only reasoning (the paper's text share is the reasoning here).
+run_stage 2 "$S2_STEPS" --set "$(lr 2.0e-4 5.0e-4 5.0e-4)" --set schedule.kind=wsd \
+  --set 'data.mix=[[vqa, 6], [reading, 3], [reasoning, 6], [text_only, 1]]'
+# III: instruction following (full-sentence conversations) while bare questions keep reading first.
+run_stage 3 "$S3_STEPS" --set "$(lr 5.0e-5 1.5e-4 1.5e-4)" --set 'data.mix=[[vqa, 3], [reasoning, 2], [conversation, 1]]'
+# IV: DPO: chosen and rejected replies share the transcription and differ in the answer.
+run_stage 4 "$S4_STEPS" --set "$(lr 2.0e-5 5.0e-5 5.0e-5)" --set data.num_samples=1600 --set data.rejected=distractor
+echo "done: $RUN/stage4/final   ($(date +%H:%M:%S))"
