@@ -23,15 +23,14 @@ import time
 import torch
 
 from minimax_vl.config import MiniMaxVL01Config
+from minimax_vl.data.samples import STAGE_MIXES, GeneratorConfig, make_sample
 from minimax_vl.model import MiniMaxVL01
 from minimax_vl.processor import MiniMaxVL01Processor
 from text_backbone.config import MiniMaxText01Config
-from training.data.samples import STAGE_MIXES, GeneratorConfig, make_sample
 from training.datasets import BatchLayout, DocumentEncoder, build_batch
 from training.losses import target_log_probs
 from vision.anyres import default_grid_pinpoints
 from vision.config import VisionConfig
-
 
 ROW_LENGTH = {"tiny": 512, "small": 2048}
 

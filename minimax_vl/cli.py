@@ -26,17 +26,11 @@ class CLIError(Exception):
 def _user_errors() -> tuple[type[BaseException], ...]:
     """The project's own errors, which already say what is wrong and how to fix it; plus missing or unreadable
     files. Anything else is a bug and keeps its traceback."""
+    from minimax_vl.data.formats import DataFormatError
     from text_backbone.weights_io import CheckpointError
     from vision.image_io import ImageLoadError
 
-    errors: list[type[BaseException]] = [CLIError, CheckpointError, ImageLoadError, OSError]
-    try:
-        from training.data.formats import DataFormatError
-    except ImportError:  # pragma: no cover - the data package ships with minimax_vl
-        pass
-    else:
-        errors.append(DataFormatError)
-    return tuple(errors)
+    return CLIError, CheckpointError, ImageLoadError, DataFormatError, OSError
 
 
 def _load(args):
@@ -88,17 +82,17 @@ def cmd_chat(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from minimax_vl.evaluation import score_predictions, write_report
+    from minimax_vl.data.scoring import score_predictions, write_report
     from minimax_vl.vqa import answer_records, questions_of
 
     if args.data:
-        from training.data.formats import read_dataset
+        from minimax_vl.data.formats import read_dataset
 
         if not Path(args.data).exists():
             raise CLIError(f"no such data file or folder: {args.data!r}; check the path")
         samples = read_dataset(args.data)
     else:
-        from training.data.samples import GeneratorConfig, make_sample
+        from minimax_vl.data.samples import GeneratorConfig, make_sample
 
         config = GeneratorConfig(split=args.split, sample_kinds=(("vqa", 1.0),), difficulty=args.difficulty,
                                  image_size=args.image_size, font_scale=args.font_scale)
@@ -170,8 +164,8 @@ def _number(kind, low, high=None, *, low_open: bool = False):
 
 def build_parser() -> argparse.ArgumentParser:
     from minimax_vl.config import PRESETS
+    from minimax_vl.data.splits import SPLITS
     from minimax_vl.demos.data import DEMO_DIFFICULTY, DEMO_FONT_SCALE, DEMO_IMAGE_SIZE
-    from training.data.splits import SPLITS
 
     parser = argparse.ArgumentParser(prog="minimax-vl", description=__doc__.split("\n\n")[0],
                                      epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)

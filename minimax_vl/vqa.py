@@ -10,7 +10,7 @@ from typing import Iterable, Iterator
 
 from tqdm import tqdm
 
-from training.data.formats import Sample
+from minimax_vl.data.formats import Sample
 
 
 @dataclass

@@ -62,7 +62,7 @@ class ScheduleConfig:
 class DataConfig:
     """Where documents come from: the on-the-fly generator (`mix`) or a LLaVA/ShareGPT JSON folder (`dataset`).
 
-    mix: a stage number (its `training.data.samples.STAGE_MIXES` entry) or a list of [kind, weight] pairs.
+    mix: a stage number (its `minimax_vl.data.samples.STAGE_MIXES` entry) or a list of [kind, weight] pairs.
     dataset: a folder holding `data.json` (as `python -m training.data.generate` writes it) or a JSON file;
         relative image paths are read against the file's folder. When set, `mix` is ignored.
     num_samples: size of one epoch. None with the generator = an endless stream (sample i is generated sample
@@ -86,7 +86,7 @@ class DataConfig:
     rejected: str = "distractor"
 
     def sample_kinds(self) -> tuple[tuple[str, float], ...]:
-        from training.data.samples import STAGE_MIXES
+        from minimax_vl.data.samples import STAGE_MIXES
 
         if isinstance(self.mix, int) and not isinstance(self.mix, bool):
             if self.mix not in STAGE_MIXES:

@@ -30,12 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from minimax_vl.data.charts import generate_chart
+from minimax_vl.data.maps import generate_map
+from minimax_vl.data.splits import rng_for, seed_for
+from minimax_vl.data.words import generate_words
 from minimax_vl.model import MiniMaxVL01
 from text_backbone.weights_io import replace_folder, temporary_folder, write_json
-from training.data.charts import generate_chart
-from training.data.maps import generate_map
-from training.data.splits import rng_for, seed_for
-from training.data.words import generate_words
 from vision.anyres import select_best_resolution
 
 WORD_BUCKETS = 4096  # distinct strings in the easy style: a few hundred; collisions are rare and harmless

@@ -6,7 +6,7 @@ Sample seeds come from the split: "test" and "heldout" never overlap the trainin
 """
 from __future__ import annotations
 
-from training.data.samples import GeneratorConfig
+from minimax_vl.data.samples import GeneratorConfig
 
 DEMO_IMAGE_SIZE = 192
 DEMO_DIFFICULTY = "easy"

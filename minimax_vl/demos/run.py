@@ -23,11 +23,11 @@ from pathlib import Path
 
 import torch
 
-from minimax_vl.evaluation import draw_report_chart, format_report_table, score_predictions
+from minimax_vl.data.samples import make_sample
+from minimax_vl.data.scoring import draw_report_chart, format_report_table, score_predictions
+from minimax_vl.demos.data import DEMO_INDEX_SPAN, DEMO_START_INDEX, demo_generator_config
 from minimax_vl.model import MiniMaxVL01
 from minimax_vl.vqa import answer_records, questions_of
-from minimax_vl.demos.data import DEMO_INDEX_SPAN, DEMO_START_INDEX, demo_generator_config
-from training.data.samples import make_sample
 
 
 def load_demo_model(path: str | None) -> tuple[MiniMaxVL01, str]:

@@ -1,9 +1,9 @@
 """`make demo` draws new images on each run; --seed repeats a run."""
 import re
 
+from minimax_vl.data.splits import SPLIT_SEED_RANGES
 from minimax_vl.demos.data import DEMO_INDEX_SPAN, DEMO_START_INDEX
 from minimax_vl.demos.run import demo_start_index, main
-from training.data.splits import SPLIT_SEED_RANGES
 
 
 def test_start_index_is_a_function_of_the_seed_inside_the_test_split():

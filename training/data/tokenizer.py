@@ -19,8 +19,8 @@ from typing import Iterator
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from minimax_vl.chat_template import SPECIAL_TOKENS, render
-from training.data.samples import SAMPLE_KINDS, GeneratorConfig, make_sample
-from training.data.vocab import VOCABULARIES
+from minimax_vl.data.samples import SAMPLE_KINDS, GeneratorConfig, make_sample
+from minimax_vl.data.vocab import VOCABULARIES
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "minimax_vl" / "assets" / "tokenizer.json"
 DEFAULT_VOCAB_SIZE = 3072

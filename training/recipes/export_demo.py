@@ -19,11 +19,11 @@ from pathlib import Path
 import torch
 
 import minimax_vl
+from minimax_vl.data.samples import make_sample
 from minimax_vl.demos.data import demo_generator_config
 from minimax_vl.model import MiniMaxVL01
 from minimax_vl.vqa import answer_records, questions_of
 from text_backbone.weights_io import replace_folder, temporary_folder
-from training.data.samples import make_sample
 
 SIZE_LIMIT_MB = 25
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import random
 
-from training.data.map_questions import COMPASS_POINTS
-from training.data.qa import QA
-from training.data.vocab import vocabulary
+from minimax_vl.data.map_questions import COMPASS_POINTS
+from minimax_vl.data.qa import QA
+from minimax_vl.data.vocab import vocabulary
 
 _CARDINALS = ("north", "east", "south", "west")  # clockwise
 

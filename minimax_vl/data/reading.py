@@ -22,9 +22,9 @@ from __future__ import annotations
 
 import re
 
-from training.data.charts import ChartScene
-from training.data.maps import MapScene
-from training.data.qa import format_number
+from minimax_vl.data.charts import ChartScene
+from minimax_vl.data.maps import MapScene
+from minimax_vl.data.qa import format_number
 
 ANSWER_MARKER = "\nAnswer: "
 CHART_TYPE_NAMES = {"vbar": "vertical bars", "hbar": "horizontal bars", "grouped_bar": "grouped bars",
