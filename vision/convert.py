@@ -15,7 +15,9 @@ a source has it (transformers' CLIP does) and never required. So is the old `emb
 Everything else is strict: missing, unexpected and mis-shaped keys are all reported in one error.
 
 Both directions work on whole state dicts (`released_to_timm`, `timm_to_released`): the vision tower is
-0.3 B parameters, small enough to hold twice while `minimax_vl.weights` streams the text model.
+0.3 B parameters, small enough to hold twice while `minimax_vl.weights` streams the text model. The table is
+this package's own rather than a `text_backbone.weights_io.KeyMap`, because `vision` never imports `text_backbone`
+(docs/ARCHITECTURE.md, "The dependency rule").
 """
 from __future__ import annotations
 
