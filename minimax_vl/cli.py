@@ -47,7 +47,7 @@ def _load(args):
 
 
 def _settings(args) -> dict:
-    settings = {"max_new_tokens": args.max_new_tokens}
+    settings = {"max_new_tokens": args.max_new_tokens, "show_reading": getattr(args, "show_reading", False)}
     if args.temperature > 0:
         settings.update(do_sample=True, temperature=args.temperature, top_p=args.top_p, seed=args.seed)
     return settings
@@ -83,7 +83,7 @@ def cmd_chat(args) -> int:
 
 def cmd_eval(args) -> int:
     from minimax_vl.data.scoring import score_predictions, write_report
-    from minimax_vl.vqa import answer_records, questions_of
+    from minimax_vl.vqa import answer_records, questions_of, read_images, reading_records, reading_report
 
     if args.data:
         from minimax_vl.data.formats import read_dataset
@@ -103,6 +103,12 @@ def cmd_eval(args) -> int:
     model, _ = _load(args)
     answered = list(answer_records(model, records, max_new_tokens=args.max_new_tokens))
     report = score_predictions([r.as_score_record() for r in answered])
+    to_read = reading_records(samples) if args.probe else []
+    if to_read:  # generated images know their transcription; LLaVA files do not
+        read = read_images(model, to_read, max_new_tokens=args.max_new_tokens)
+        report["reading"] = {**reading_report(read), "records": [
+            {"id": r.sample_id, "kind": r.kind, "prediction": r.prediction, "correct": r.correct,
+             "fields": len(r.fields)} for r in read]}
     paths = write_report(report, args.out)
     print(json.dumps({k: str(v) for k, v in paths.items()}))
     return 0
@@ -163,6 +169,7 @@ def _number(kind, low, high=None, *, low_open: bool = False):
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from minimax_vl.answers import MAX_REPLY_TOKENS
     from minimax_vl.config import PRESETS
     from minimax_vl.data.splits import SPLITS
     from minimax_vl.demos.data import DEMO_DIFFICULTY, DEMO_FONT_SCALE, DEMO_IMAGE_SIZE
@@ -182,7 +189,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     def with_model(p):
         p.add_argument("--model", help="checkpoint folder (default: shipped demo model, else random tiny)")
-        p.add_argument("--max-new-tokens", type=positive, default=64)
+        p.add_argument("--max-new-tokens", type=positive, default=MAX_REPLY_TOKENS,
+                       help=f"reply length cap (default {MAX_REPLY_TOKENS}: room for the transcription a "
+                            "read-first model writes before its answer)")
+        p.add_argument("--show-reading", action="store_true",
+                       help="also print what the model read in the image before its answer")
         p.add_argument("--temperature", type=_number(float, 0.0), default=0.0, help="0 = greedy (default)")
         p.add_argument("--top-p", type=_number(float, 0.0, 1.0, low_open=True), default=1.0)
         p.add_argument("--seed", type=int, default=None)
@@ -209,7 +220,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--font-scale", type=_number(float, 0.0, low_open=True), default=DEMO_FONT_SCALE,
                     help=f"label size relative to the style's (default {DEMO_FONT_SCALE}, the demo model's)")
     ev.add_argument("--out", default="outputs/eval", help="folder for report.json and accuracy.png")
-    ev.set_defaults(func=cmd_eval, max_new_tokens=24)
+    ev.add_argument("--no-probe", dest="probe", action="store_false",
+                    help="skip the reading probe (each generated image transcribed once, fields scored exactly)")
+    ev.set_defaults(func=cmd_eval)
 
     info = add_parser("info", help="configuration and parameter counts")
     info.add_argument("--model")
@@ -221,7 +234,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=_number(int, 1, 65535), default=7860)
     serve.add_argument("--max-upload-mb", type=_number(float, 0.0, low_open=True), default=10, help="largest image file accepted (default 10)")
     serve.add_argument("--share", action="store_true", help="also ask Gradio for a temporary public link")
-    serve.set_defaults(func=cmd_serve, max_new_tokens=24)
+    serve.set_defaults(func=cmd_serve)
     return parser
 
 

@@ -24,6 +24,7 @@ from typing import Any, Iterator
 import torch
 
 from minimax_vl import chat_template
+from minimax_vl.answers import answer_pieces, final_answer
 from text_backbone.generation import GenerationConfig, GenerationOutput, Generator, PrefixState
 
 
@@ -93,8 +94,9 @@ def _question_ids(model, question: str, after_image: bool = False) -> torch.Tens
 @torch.no_grad()
 def vl_generate(model, image=None, prompt: str | None = None, *, input_ids=None, pixel_values=None, image_sizes=None,
                 attention_mask=None, system: str | None = None, image_mode: str | None = None, streamer=None,
-                **settings: Any):
-    """See MiniMaxVL01.generate. Returns the answer text (str), or, with input_ids, GenerationOutput."""
+                show_reading: bool = False, **settings: Any):
+    """See MiniMaxVL01.generate. Returns the short answer (str; the whole reply, transcription included, with
+    show_reading=True), or, with input_ids, GenerationOutput."""
     engine = _engine(model)
     if input_ids is not None:  # low level: processor outputs in, token ids out
         embeds = model.embed_inputs(input_ids, pixel_values, image_sizes, image_mode)
@@ -104,21 +106,24 @@ def vl_generate(model, image=None, prompt: str | None = None, *, input_ids=None,
     state = image if isinstance(image, VLPrefixState) else vl_prefill(model, image, system=system, image_mode=image_mode)
     out: GenerationOutput = engine.generate(state.text_state, _question_ids(model, prompt, state.has_image),
                                             streamer=streamer, **settings)
-    return out.texts[0]
+    return out.texts[0] if show_reading else final_answer(out.texts[0])
 
 
-def vl_stream(model, image=None, prompt: str | None = None, *, system: str | None = None, **settings: Any) -> Iterator[str]:
-    """Yields the answer in text pieces as they are decided."""
+def vl_stream(model, image=None, prompt: str | None = None, *, system: str | None = None, show_reading: bool = False,
+              **settings: Any) -> Iterator[str]:
+    """Yields the answer in text pieces as they are decided (the transcription too with show_reading=True)."""
     if prompt is None:
         raise ValueError("pass a prompt (the question text)")
     state = image if isinstance(image, VLPrefixState) else vl_prefill(model, image, system=system)
-    yield from _engine(model).stream(state.text_state, _question_ids(model, prompt, state.has_image), **settings)
+    pieces = _engine(model).stream(state.text_state, _question_ids(model, prompt, state.has_image), **settings)
+    yield from (pieces if show_reading else answer_pieces(pieces))
 
 
 @torch.no_grad()
 def vl_answer_many(model, state: VLPrefixState, prompts: list[str], **settings: Any) -> list[str]:
-    """Answers several questions about one encoded image in one batch: the one-row prefix is fanned out and
-    the questions are left padded (pads are identity steps for every layer, so each row answers as if alone)."""
+    """Whole replies (transcription included when the model reads first; `answers.split_reply` splits them) to
+    several questions about one encoded image in one batch: the one-row prefix is fanned out and the questions
+    are left padded (pads are identity steps for every layer, so each row answers as if alone)."""
     if not prompts:
         return []
     tokenizer = _processor(model).tokenizer
@@ -142,8 +147,10 @@ class VLChat:
         chat.ask("And the park?")            # continues from the state after the previous answer
     """
 
-    def __init__(self, model, image=None, *, system: str | None = None, **settings: Any) -> None:
+    def __init__(self, model, image=None, *, system: str | None = None, show_reading: bool = False,
+                 **settings: Any) -> None:
         self.model = model
+        self.show_reading = show_reading  # the whole reply stays in the conversation either way
         self.settings = settings
         prefix = vl_prefill(model, image, system=system)
         self.state, self.has_image = prefix.text_state, prefix.has_image
@@ -163,7 +170,7 @@ class VLChat:
         ids = torch.tensor([tokenizer.encode(header + _continuation_text(question, after_image))], device=device)
         self.state = engine.extend(self.state, ids)
         out = engine.generate(self.state, **self.settings)
-        yield out.texts[0]
+        yield out.texts[0] if self.show_reading else final_answer(out.texts[0])
         # Close the answer as the chat template does, so the next turn sees a well-formed conversation.
         answer_ids = [t for t in out.tokens[0] if t != tokenizer.eos_token_id]
         closing = answer_ids + tokenizer.encode(f"{chat_template.EOS}\n")

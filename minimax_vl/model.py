@@ -144,14 +144,17 @@ class MiniMaxVL01(nn.Module):
 
     @torch.no_grad()
     def generate(self, image=None, prompt: str | None = None, **kwargs):
-        """`generate(image, prompt, max_new_tokens=..., **sampling) -> str`; also `generate(prefix_state, prompt)`
-        to reuse an encoded image, and `generate(input_ids=..., pixel_values=..., image_sizes=...)` -> token ids."""
+        """`generate(image, prompt, max_new_tokens=..., **sampling) -> str`: the short answer. A model that reads
+        first (the demo model) writes the image's transcription, then "Answer: ..."; `show_reading=True` returns
+        that whole reply. Also `generate(prefix_state, prompt)` to reuse an encoded image, and
+        `generate(input_ids=..., pixel_values=..., image_sizes=...)` -> token ids."""
         from minimax_vl.engine import vl_generate
 
         return vl_generate(self, image, prompt, **kwargs)
 
     def stream(self, image=None, prompt: str | None = None, **kwargs) -> Iterator[str]:
-        """Like generate, yielding the answer in text pieces as they are decided."""
+        """Like generate, yielding the answer in text pieces as they are decided (`show_reading=True`: the whole
+        reply, transcription first)."""
         from minimax_vl.engine import vl_stream
 
         return vl_stream(self, image, prompt, **kwargs)

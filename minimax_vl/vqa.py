@@ -10,6 +10,7 @@ from typing import Iterable, Iterator
 
 from tqdm import tqdm
 
+from minimax_vl.answers import MAX_REPLY_TOKENS, split_reply
 from minimax_vl.data.formats import Sample
 
 
@@ -22,11 +23,15 @@ class QuestionRecord:
     answer: str
     question_type: str
     match: str
-    prediction: str | None = None
+    prediction: str | None = None  # the short answer
+    reading: str | None = None  # the transcription the model wrote before it, when it reads first
 
     def as_score_record(self) -> dict:
-        return {"id": f"{self.sample_id}:{self.question}", "prediction": self.prediction or "", "answer": self.answer,
-                "question_type": f"{self.kind}/{self.question_type}", "match": self.match}
+        record = {"id": f"{self.sample_id}:{self.question}", "prediction": self.prediction or "", "answer": self.answer,
+                  "question_type": f"{self.kind}/{self.question_type}", "match": self.match}
+        if self.reading is not None:
+            record["reading"] = self.reading
+        return record
 
 
 def questions_of(sample: Sample) -> list[QuestionRecord]:
@@ -41,6 +46,7 @@ def questions_of(sample: Sample) -> list[QuestionRecord]:
         user, assistant = turns[i], turns[i + 1]
         question = "".join(item.get("text", "") for item in user["content"] if item["type"] == "text").strip()
         answer = "".join(item.get("text", "") for item in assistant["content"] if item["type"] == "text").strip()
+        answer = split_reply(answer)[1]  # a read-first reply's gradeable part is its short answer
         k = i // 2
         records.append(QuestionRecord(
             sample.id, sample.images[0], sample.meta.get("kind", "image"), question, answer,
@@ -49,10 +55,10 @@ def questions_of(sample: Sample) -> list[QuestionRecord]:
     return records
 
 
-def answer_records(model, records: Iterable[QuestionRecord], *, max_new_tokens: int = 24,
+def answer_records(model, records: Iterable[QuestionRecord], *, max_new_tokens: int = MAX_REPLY_TOKENS,
                    progress: bool = True) -> Iterator[QuestionRecord]:
-    """Fills `prediction` in each record (greedy decoding). Each image is encoded once and all of its
-    questions are answered in one batch from that prefix."""
+    """Fills `prediction` (and `reading`, for a model that reads first) in each record (greedy decoding). Each
+    image is encoded once and all of its questions are answered in one batch from that prefix."""
     from minimax_vl.engine import vl_answer_many
 
     records = list(records)
@@ -67,6 +73,51 @@ def answer_records(model, records: Iterable[QuestionRecord], *, max_new_tokens: 
             state = model.prefill(group[0].image)
             answers = vl_answer_many(model, state, ["\n" + r.question for r in group], max_new_tokens=max_new_tokens)
             for record, answer in zip(group, answers):
-                record.prediction = answer.strip()
+                record.reading, record.prediction = split_reply(answer)
                 bar.update(1)
                 yield record
+
+
+@dataclass
+class ReadingRecord:
+    sample_id: str
+    image: object
+    kind: str  # "chart" / "map"
+    fields: dict[str, str]  # the truth: what a perfect transcription holds (minimax_vl/data/reading.py)
+    prediction: str | None = None
+    correct: int = 0  # fields transcribed exactly
+
+
+def reading_records(samples: Iterable[Sample]) -> list[ReadingRecord]:
+    """One record per generated single-image sample that knows its transcription (meta "reading_fields")."""
+    return [ReadingRecord(s.id, s.images[0], s.meta.get("kind", "image"), s.meta["reading_fields"])
+            for s in samples if len(s.images) == 1 and s.meta.get("reading_fields")]
+
+
+def read_images(model, records: list[ReadingRecord], *, max_new_tokens: int = MAX_REPLY_TOKENS,
+                progress: bool = True) -> list[ReadingRecord]:
+    """The reading probe: asks the model to transcribe each image ("Read this chart.") and counts the fields it
+    wrote exactly (title, axis titles, each category with its value; each street, landmark position, river,
+    park and scale)."""
+    from minimax_vl.data.reading import READING_PROMPTS, score_reading
+    from minimax_vl.engine import vl_answer_many
+
+    for record in tqdm(records, desc="reading", unit="image", disable=not progress):
+        prompt = READING_PROMPTS.get(record.kind, READING_PROMPTS["chart"])[0]
+        reply = vl_answer_many(model, model.prefill(record.image), ["\n" + prompt], max_new_tokens=max_new_tokens)[0]
+        record.prediction = reply.strip()
+        record.correct, _ = score_reading(record.prediction, record.fields)
+    return records
+
+
+def reading_report(records: list[ReadingRecord]) -> dict:
+    """Fields transcribed exactly, overall and per image kind, and images read without a single error."""
+    def summary(rows: list[ReadingRecord]) -> dict:
+        fields = sum(len(r.fields) for r in rows)
+        correct = sum(r.correct for r in rows)
+        perfect = sum(r.correct == len(r.fields) for r in rows)
+        return {"fields": fields, "correct": correct, "accuracy": correct / fields if fields else 0.0,
+                "images": len(rows), "perfect_images": perfect}
+
+    kinds = sorted({r.kind for r in records})
+    return {"overall": summary(records), "by_kind": {k: summary([r for r in records if r.kind == k]) for k in kinds}}

@@ -8,8 +8,9 @@
     files        formats.py (Sample; LLaVA / ShareGPT readers and writers)
     scoring      scoring.py (relaxed accuracy, per-type reports)
 
-Every sample is a pure function of (GeneratorConfig, index). The package needs PIL and `minimax_vl.chat_template`'s
-`<image>` marker, nothing else from the project: no torch, no model, no training code. It sits in `minimax_vl` so
+Every sample is a pure function of (GeneratorConfig, index). The package needs PIL and two text formats,
+`minimax_vl.chat_template` (`<image>`) and `minimax_vl.answers` (the read-first reply), nothing else from the
+project: no torch, no model, no training code. It sits in `minimax_vl` so
 that `minimax-vl eval` and the demos can generate and score data without importing `training`
 (docs/ARCHITECTURE.md, "The dependency rule"); `training` imports it like any other user.
 """

@@ -22,11 +22,13 @@ from __future__ import annotations
 
 import re
 
+from minimax_vl.answers import ANSWER_MARKER, split_reply
 from minimax_vl.data.charts import ChartScene
 from minimax_vl.data.maps import MapScene
 from minimax_vl.data.qa import format_number
 
-ANSWER_MARKER = "\nAnswer: "
+__all__ = ["ANSWER_MARKER", "READING_PROMPTS", "chart_fields", "map_fields", "scene_fields", "reading_text",
+           "parse_reading", "read_then_answer", "split_reply", "score_reading"]
 CHART_TYPE_NAMES = {"vbar": "vertical bars", "hbar": "horizontal bars", "grouped_bar": "grouped bars",
                     "line": "line", "pie": "pie"}
 READING_PROMPTS = {
@@ -154,14 +156,6 @@ def parse_reading(text: str) -> dict[str, str]:
 # ---------------------------------------------------------------------- replies
 def read_then_answer(reading: str, answer: str) -> str:
     return reading + ANSWER_MARKER + answer
-
-
-def split_reply(reply: str) -> tuple[str | None, str]:
-    """(reading or None, short answer) of a reply; a reply without the marker is all answer."""
-    reading, marker, answer = reply.rpartition(ANSWER_MARKER.strip())
-    if not marker:
-        return None, reply.strip()
-    return reading.strip(), answer.strip()
 
 
 def score_reading(predicted: str, truth: dict[str, str]) -> tuple[int, int]:

@@ -145,10 +145,12 @@ def make_sample(config: GeneratorConfig, index: int, *, draw: bool = True) -> Sa
         questions, description = map_questions(scene, rng), describe_map(scene)
     meta["kind"] = image_kind
     images = [image]  # [None] when not drawn: the slot and its <image> placeholder stay
-    reading = reading_text(scene_fields(scene))
+    fields = scene_fields(scene)  # what a perfect transcription holds: the reading probe scores against it
+    meta["reading_fields"] = fields
+    reading = reading_text(fields)
 
     if sample_kind == "reading":
-        meta.update(question_types=["reading"], matches=["exact"], reading_fields=scene_fields(scene))
+        meta.update(question_types=["reading"], matches=["exact"])
         prompt = rng.choice(READING_PROMPTS[image_kind])
         return Sample(sample_id, [_user(prompt, with_image=True), _assistant(reading)], images, meta)
     if sample_kind == "reasoning":

@@ -79,7 +79,8 @@ def score_predictions(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     """Grades records {"prediction", "answer", "question_type", optional "match" ("relaxed"), optional "id"}.
 
     Returns a JSON-ready report: {"overall": {"correct", "total", "accuracy"}, "per_type": {type: {...}},
-    "records": [{"id", "question_type", "prediction", "answer", "match", "correct"}, ...]}.
+    "per_kind": {kind: {...}} (the part of the type before "/", e.g. "chart" for "chart/value"),
+    "records": [{"id", "question_type", "prediction", "answer", "match", "correct"[, "reading"]}, ...]}.
     """
     graded = []
     for i, record in enumerate(records):
@@ -90,12 +91,18 @@ def score_predictions(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         graded.append({"id": record.get("id", i), "question_type": record["question_type"],
                        "prediction": record["prediction"], "answer": record["answer"], "match": match,
                        "correct": is_correct(str(record["prediction"]), str(record["answer"]), match)})
+        if record.get("reading") is not None:
+            graded[-1]["reading"] = record["reading"]
     if not graded:
         raise ValueError("no records to score")
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])
+    kinds: dict[str, list[int]] = defaultdict(lambda: [0, 0])
     for g in graded:
         counts[g["question_type"]][0] += g["correct"]
         counts[g["question_type"]][1] += 1
+        kind = g["question_type"].split("/")[0]
+        kinds[kind][0] += g["correct"]
+        kinds[kind][1] += 1
 
     def summary(correct: int, total: int) -> dict[str, Any]:
         return {"correct": correct, "total": total, "accuracy": correct / total}
@@ -103,12 +110,15 @@ def score_predictions(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
     return {
         "overall": summary(sum(g["correct"] for g in graded), len(graded)),
         "per_type": {t: summary(*counts[t]) for t in sorted(counts)},
+        "per_kind": {k: summary(*kinds[k]) for k in sorted(kinds)},
         "records": graded,
     }
 
 
 def format_report_table(report: dict[str, Any]) -> str:
-    rows = [(t, s) for t, s in report["per_type"].items()] + [("overall", report["overall"])]
+    kinds = report.get("per_kind", {})
+    per_kind = [(f"all {k}", s) for k, s in kinds.items()] if len(kinds) > 1 else []
+    rows = [(t, s) for t, s in report["per_type"].items()] + per_kind + [("overall", report["overall"])]
     width = max(len("question type"), *(len(t) for t, _ in rows))
     lines = [f"{'question type':<{width}}  {'accuracy':>8}  {'correct':>7}  {'total':>6}",
              f"{'-' * width}  {'-' * 8}  {'-' * 7}  {'-' * 6}"]
@@ -153,4 +163,14 @@ def write_report(report: dict[str, Any], out_dir: str | Path, *, print_table: bo
     draw_report_chart(report).save(paths["chart"])
     if print_table:
         print(format_report_table(report))
+        if "reading" in report:
+            print(format_reading_line(report["reading"]))
     return paths
+
+
+def format_reading_line(reading: dict[str, Any]) -> str:
+    """One line per image kind for the reading probe (`minimax_vl.vqa.reading_report`)."""
+    parts = [f"{kind} {100 * s['accuracy']:.1f}% ({s['correct']}/{s['fields']} fields, {s['perfect_images']}/"
+             f"{s['images']} images perfect)" for kind, s in reading["by_kind"].items()]
+    overall = reading["overall"]
+    return f"reading probe: {100 * overall['accuracy']:.1f}% of fields exact; " + "; ".join(parts)

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import torch
 
+from minimax_vl.answers import MAX_REPLY_TOKENS
 from minimax_vl.data.samples import make_sample
 from minimax_vl.data.scoring import draw_report_chart, format_report_table, score_predictions
 from minimax_vl.demos.data import DEMO_INDEX_SPAN, DEMO_START_INDEX, demo_generator_config
@@ -64,13 +65,18 @@ def write_html(path: Path, title: str, what: str, by_sample: dict, report: dict)
             f"<td>{html.escape(r.answer)}</td><td>{'✔' if ok else '✘'}</td></tr>"
             for r, ok in records
         )
-        rows.append(f"<div class='sample'>{_image_html(records[0][0].image)}<table><tr><th>question</th>"
-                    f"<th>model</th><th>correct</th><th></th></tr>{answers}</table></div>")
+        # What the model read before its first answer: the same image gives (nearly) the same transcription
+        # for every question, so one per image shows what it saw.
+        reading = next((r.reading for r, _ in records if r.reading), None)
+        seen = (f"<p class='reading'><b>What the model read:</b> {html.escape(reading)}</p>" if reading else "")
+        rows.append(f"<div class='sample'>{_image_html(records[0][0].image)}<div>{seen}<table><tr><th>question</th>"
+                    f"<th>model</th><th>correct</th><th></th></tr>{answers}</table></div></div>")
     overall = report["overall"]
     path.write_text(
         f"<!doctype html><meta charset='utf-8'><title>{html.escape(title)}</title>"
         "<style>body{font-family:sans-serif;margin:2em} .sample{display:flex;gap:1em;margin:1em 0}"
-        " td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}</style>"
+        " td,th{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}"
+        " .reading{max-width:46em;font-family:monospace;background:#f6f6f6;padding:6px}</style>"
         f"<h1>{html.escape(title)}</h1><p>{html.escape(what)}</p>"
         f"<p><b>{overall['correct']} / {overall['total']} correct ({100 * overall['accuracy']:.1f}%)</b></p>"
         f"<img src='data:image/png;base64,{base64.b64encode(chart.getvalue()).decode()}'>"
@@ -87,7 +93,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--start", type=int, default=None,
                         help="first test-split sample index, instead of one picked from the seed")
     parser.add_argument("--out", default="outputs/demo", help="folder for report.html (default outputs/demo)")
-    parser.add_argument("--max-new-tokens", type=int, default=24)
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_REPLY_TOKENS,
+                        help=f"reply length cap, transcription included (default {MAX_REPLY_TOKENS})")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
@@ -105,7 +112,11 @@ def main(argv: list[str] | None = None) -> int:
     for index in range(first, first + args.images):
         sample = make_sample(config, index)
         records = questions_of(sample)
+        shown_reading = False
         for record in answer_records(model, records, max_new_tokens=args.max_new_tokens, progress=False):
+            if record.reading and not shown_reading:
+                print(f"[{sample.meta['kind']}] the model read: {record.reading}")
+                shown_reading = True
             ok = score_predictions([record.as_score_record()])["overall"]["correct"] == 1
             flat.append(record)
             by_sample.setdefault(sample.id, []).append((record, ok))

@@ -46,3 +46,33 @@ def test_eval_on_generated_data_writes_report(tmp_path):
     assert main(["eval", "--generate", "1", "--out", str(out), "--max-new-tokens", "3", "--image-size", "224", "--difficulty", "easy"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["overall"]["total"] >= 1 and (out / "accuracy.png").exists()
+
+
+def test_eval_reports_the_reading_probe_and_per_kind_accuracy(tmp_path):
+    out = tmp_path / "eval"
+    assert main(["eval", "--generate", "2", "--out", str(out), "--max-new-tokens", "3"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    reading = report["reading"]
+    assert reading["overall"]["images"] == 2 and reading["overall"]["fields"] > 10
+    assert set(reading["by_kind"]) <= {"chart", "map"} and len(reading["records"]) == 2
+    assert set(report["per_kind"]) <= {"chart", "map"}
+    assert sum(k["total"] for k in report["per_kind"].values()) == report["overall"]["total"]
+    assert main(["eval", "--generate", "1", "--out", str(out), "--max-new-tokens", "2", "--no-probe"]) == 0
+    assert "reading" not in json.loads((out / "report.json").read_text())
+
+
+def test_read_first_replies_are_split_into_reading_and_answer(monkeypatch):
+    """A model that reads first: eval grades the short answer and keeps the transcription beside it."""
+    import minimax_vl.engine as engine
+    from minimax_vl.data.samples import GeneratorConfig, make_sample
+    from minimax_vl.model import MiniMaxVL01
+    from minimax_vl.vqa import answer_records, questions_of
+
+    sample = make_sample(GeneratorConfig(split="test", difficulty="easy", image_size=192, read_first=True), 0)
+    records = questions_of(sample)
+    assert records and all("Answer:" not in r.answer for r in records)  # truth is the short answer
+    monkeypatch.setattr(engine, "vl_answer_many",
+                        lambda model, state, prompts, **kw: [f"Chart: pie.\nAnswer: {r.answer}" for r in records])
+    answered = list(answer_records(MiniMaxVL01.from_preset("tiny"), records, progress=False))
+    assert [r.prediction for r in answered] == [r.answer for r in records]
+    assert all(r.reading == "Chart: pie." for r in answered)

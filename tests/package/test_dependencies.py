@@ -16,8 +16,9 @@ ALLOWED = {
     "text_backbone": ("text_backbone",),
     "vision": ("vision",),
     "minimax_vl": ("minimax_vl", "text_backbone", "vision"),
-    # The data library needs only the chat template's markers, so it could stand on its own.
-    "minimax_vl.data": ("minimax_vl.data", "minimax_vl.chat_template"),
+    # The data library needs only the text formats (chat template markers, the read-first reply format), both
+    # plain Python, so it could stand on its own.
+    "minimax_vl.data": ("minimax_vl.data", "minimax_vl.chat_template", "minimax_vl.answers"),
     "training": PACKAGES,
 }
 

@@ -1,7 +1,13 @@
-"""Learning curve of a staged run: accuracy per question type against training minutes, from its checkpoints.
+"""Learning curve of a staged run: accuracy per question type and the reading probe against training minutes.
 
     .venv/bin/python -m training.recipes.learning_curve runs/demo                 # all checkpoints, 60 test images
     .venv/bin/python -m training.recipes.learning_curve runs/demo --images 100 --split heldout
+    .venv/bin/python -m training.recipes.learning_curve runs/reading --base runs/base_demo_model --base-minutes 69.8
+
+A run that continues from an earlier model (`--base`, as training/recipes/reading_model.sh does) puts that model
+first, at `--base-minutes` (the training minutes it had cost), and counts every later point from there.
+The reading probe (`minimax_vl.vqa.read_images`) asks each image for its transcription and scores every field by
+exact match, so each point shows whether reading improved next to whether answers did.
 
 Walks runs/X/stage{1,2,3,4}/checkpoints/step_*/ and each stage's final/ in training order, loads the model
 weights of each, answers the same generated test questions (the demo data: `minimax_vl.demos.data`) and writes
@@ -20,11 +26,12 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file
 
+from minimax_vl.answers import MAX_REPLY_TOKENS
 from minimax_vl.data.samples import make_sample
 from minimax_vl.data.scoring import score_predictions
 from minimax_vl.demos.data import demo_generator_config
 from minimax_vl.model import MiniMaxVL01
-from minimax_vl.vqa import answer_records, questions_of
+from minimax_vl.vqa import answer_records, questions_of, read_images, reading_records, reading_report
 from text_backbone.weights_io import write_json
 
 STAGES = (1, 2, 3, 4)
@@ -48,12 +55,14 @@ def seconds_at(seconds: dict[int, float], step: int) -> float:
     return seconds[max(earlier)] if earlier else 0.0
 
 
-def points(run: Path) -> list[dict]:
+def points(run: Path, base: Path | None = None, base_minutes: float = 0.0) -> list[dict]:
     """Every evaluable point of the run, in training order: {stage, step, path, kind, minutes}."""
-    out, offset = [], 0.0
+    out, offset = [], base_minutes * 60
+    if base is not None:
+        out.append(dict(stage=0, step=0, path=str(base), kind="final", minutes=base_minutes))
     stage0 = run / "stage0" / "summary.json"  # vision pre-training (training/vision_pretrain.py), if the run had it
     if stage0.exists():
-        offset = json.loads(stage0.read_text())["train_seconds"]
+        offset += json.loads(stage0.read_text())["train_seconds"]
     for stage in STAGES:
         stage_dir = run / f"stage{stage}"
         if not stage_dir.exists():
@@ -88,6 +97,8 @@ def evaluate(model: MiniMaxVL01, samples, max_new_tokens: int) -> dict:
     records = [r for s in samples for r in questions_of(s)]
     answered = list(answer_records(model, records, max_new_tokens=max_new_tokens, progress=False))
     report = score_predictions([r.as_score_record() for r in answered])
+    reading = reading_report(read_images(model, reading_records(samples), max_new_tokens=max_new_tokens,
+                                         progress=False))
     kinds = {}
     for record in report["records"]:
         kind = record["question_type"].split("/")[0]
@@ -95,7 +106,9 @@ def evaluate(model: MiniMaxVL01, samples, max_new_tokens: int) -> dict:
         kinds[kind] = (correct + record["correct"], total + 1)
     return {"overall": report["overall"]["accuracy"], "questions": report["overall"]["total"],
             "per_kind": {k: c / t for k, (c, t) in kinds.items()},
-            "per_type": {k: v["accuracy"] for k, v in report["per_type"].items()}}
+            "per_type": {k: v["accuracy"] for k, v in report["per_type"].items()},
+            "reading": reading["overall"]["accuracy"],
+            "reading_per_kind": {k: v["accuracy"] for k, v in reading["by_kind"].items()}}
 
 
 def plot(curve: list[dict], path: Path, title: str, stage0_minutes: float = 0.0) -> None:
@@ -108,9 +121,12 @@ def plot(curve: list[dict], path: Path, title: str, stage0_minutes: float = 0.0)
     types = sorted({t for p in curve for t in p["per_type"]})
     fig, axes = plt.subplots(1, 3, figsize=(17, 4.8))
     minutes = [p["minutes"] for p in curve]
-    for kind in ("chart", "map"):
-        axes[0].plot(minutes, [p["per_kind"].get(kind, 0) for p in curve], marker="o", ms=3, label=kind)
-    axes[0].plot(minutes, [p["overall"] for p in curve], color="black", lw=2, label="all")
+    for kind, colour in (("chart", "tab:blue"), ("map", "tab:orange")):
+        axes[0].plot(minutes, [p["per_kind"].get(kind, 0) for p in curve], marker="o", ms=3, label=f"{kind} answers",
+                     color=colour)
+        axes[0].plot(minutes, [p.get("reading_per_kind", {}).get(kind, float("nan")) for p in curve], ls="--",
+                     marker="x", ms=3, color=colour, label=f"{kind} reading probe")
+    axes[0].plot(minutes, [p["overall"] for p in curve], color="black", lw=2, label="all answers")
     colours = plt.get_cmap("tab20").colors
     for ax, kind in zip(axes[1:], ("chart", "map")):
         mine = [t for t in types if t.startswith(kind + "/")]
@@ -125,7 +141,7 @@ def plot(curve: list[dict], path: Path, title: str, stage0_minutes: float = 0.0)
         for b in boundaries:
             ax.axvline(b, color="grey", ls=":", lw=0.8)
         ax.set_xlim(0, max(minutes) * 1.02)
-        ax.set_xlabel("training minutes, 2 CPU cores (shaded: vision pre-training; dotted: end of a stage)", fontsize=8)
+        ax.set_xlabel("training minutes, 2 CPU cores (shaded: vision pre-training or the base model; dotted: end of a stage)", fontsize=8)
         ax.set_ylabel("relaxed accuracy")
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{title}: {name}")
@@ -144,7 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--split", default="test", help="generator split: test (default) or heldout")
     parser.add_argument("--preset", default="demo", help="model preset the checkpoints were trained from")
     parser.add_argument("--every", type=int, default=1, help="evaluate every k-th checkpoint (finals always)")
-    parser.add_argument("--max-new-tokens", type=int, default=16)
+    parser.add_argument("--max-new-tokens", type=int, default=MAX_REPLY_TOKENS)
+    parser.add_argument("--base", type=Path, help="the model the run's stage 1 started from (evaluated first)")
+    parser.add_argument("--base-minutes", type=float, default=0.0,
+                        help="training minutes the base model had cost; later points count on from there")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = parser.parse_args(argv)
     if args.threads:
@@ -152,7 +171,7 @@ def main(argv: list[str] | None = None) -> int:
 
     out = args.run / f"curve-{args.split}.json"
     cache = {p["path"]: p for p in json.loads(out.read_text())} if out.exists() else {}
-    todo = points(args.run)
+    todo = points(args.run, args.base, args.base_minutes)
     if not todo:
         print(f"no checkpoints under {args.run}/stage*/", file=sys.stderr)
         return 2
@@ -165,7 +184,7 @@ def main(argv: list[str] | None = None) -> int:
     curve = []
     for point in todo:
         cached = cache.get(point["path"])
-        if cached and cached.get("questions") and cached.get("step") == point["step"]:
+        if cached and cached.get("questions") and cached.get("step") == point["step"] and "reading" in cached:
             curve.append({**cached, "minutes": point["minutes"]})
             continue
         model = load_point(point, template)
@@ -173,12 +192,12 @@ def main(argv: list[str] | None = None) -> int:
             result = evaluate(model, samples, args.max_new_tokens)
         curve.append({**point, **result})
         print(f"stage {point['stage']} step {point['step']:>5} ({point['minutes']:6.1f} min): "
-              f"all {result['overall']:.3f}  " + "  ".join(f"{k} {v:.3f}" for k, v in sorted(result['per_kind'].items())),
-              flush=True)
+              f"all {result['overall']:.3f}  " + "  ".join(f"{k} {v:.3f}" for k, v in sorted(result['per_kind'].items()))
+              + f"  reading {result['reading']:.3f}", flush=True)
         write_json(out, curve)
     write_json(out, curve)
     stage0 = args.run / "stage0" / "summary.json"
-    stage0_minutes = json.loads(stage0.read_text())["train_seconds"] / 60 if stage0.exists() else 0.0
+    stage0_minutes = json.loads(stage0.read_text())["train_seconds"] / 60 if stage0.exists() else args.base_minutes
     plot(curve, out.with_suffix(".png"), f"{args.run.name} ({args.split})", stage0_minutes)
     print(f"wrote {out} and {out.with_suffix('.png')}")
     return 0

@@ -1,0 +1,125 @@
+"""The transcription a read-first model writes (minimax_vl/data/reading.py): fields, text, parsing, scan order,
+and the samples built on it (reading, read-first vqa, text-only reasoning)."""
+from __future__ import annotations
+
+import pytest
+
+from minimax_vl.chat_template import render_segments
+from minimax_vl.data.charts import generate_chart
+from minimax_vl.data.maps import generate_map
+from minimax_vl.data.reading import (ANSWER_MARKER, chart_fields, map_fields, parse_reading, read_then_answer,
+                                     reading_text, scene_fields, score_reading, split_reply)
+from minimax_vl.data.samples import GeneratorConfig, make_sample
+from minimax_vl.data.splits import rng_for
+
+
+def _scenes(difficulty, count, draw=False):
+    size = 192 if difficulty == "easy" else 336
+    for i in range(count):
+        for generate in (generate_chart, generate_map):
+            yield generate(rng_for(i, "reading-test"), split="train", difficulty=difficulty, image_size=size,
+                           draw=draw)[0]
+
+
+@pytest.mark.parametrize("difficulty", ["easy", "normal"])
+def test_every_reading_parses_back_to_its_fields(difficulty):
+    """Grouped bars, multi-line charts, decimals, thousands separators, rivers and parks included (normal)."""
+    for scene in _scenes(difficulty, 60):
+        fields = scene_fields(scene)
+        text = reading_text(fields)
+        assert "\n" not in text and ANSWER_MARKER.strip() not in text
+        assert parse_reading(text) == fields, text
+
+
+def test_bars_are_read_in_the_order_they_are_drawn():
+    """Scan order: vertical bars left to right, horizontal bars top to bottom (by the drawn label boxes)."""
+    checked = 0
+    for scene in _scenes("easy", 40, draw=True):
+        if getattr(scene, "chart_type", None) not in ("vbar", "hbar"):
+            continue
+        boxes = {t.text: t.box for t in scene.text_boxes if t.role == "category"}
+        axis = 0 if scene.chart_type == "vbar" else 1  # left edge or top edge
+        drawn = sorted(scene.categories, key=lambda c: boxes[c][axis])
+        read = [k for k in chart_fields(scene) if k not in ("type", "title", "x", "y")]
+        assert read == drawn
+        checked += 1
+    assert checked >= 5
+
+
+def test_landmarks_are_read_row_by_row_with_their_grid_position():
+    for scene in _scenes("easy", 20):
+        if not hasattr(scene, "landmarks"):
+            continue
+        fields = map_fields(scene)
+        names = [k for k in fields if k[0].isupper() and k not in ("River", "Park")]
+        rows_cols = [tuple(int(x) for x in fields[n].split(", "))[::-1] for n in names]
+        assert rows_cols == sorted(rows_cols)
+        text = reading_text(fields)
+        for landmark in scene.landmarks:
+            corner = f"{scene.vertical_streets[landmark.col]} and {scene.horizontal_streets[landmark.row]}"
+            assert f"{landmark.name} ({landmark.col + 1}, {landmark.row + 1}) at {corner}." in text
+
+
+def test_score_counts_exact_fields_only():
+    truth = {"type": "vertical bars", "title": "Sales", "x": "Group", "y": "Count", "Fox": "15", "Dog": "65"}
+    text = reading_text(truth)
+    assert score_reading(text, truth) == (6, 6)
+    assert score_reading(text.replace("Dog 65", "Dog 60"), truth) == (5, 6)
+    assert score_reading(text.replace("Fox", "Fix"), truth) == (5, 6)
+    assert score_reading("There are 2 bars.", truth) == (0, 6)
+
+
+def test_read_then_answer_splits_back():
+    reply = read_then_answer("Chart: pie. Title: Scores. Egg 40%; Pie 60%.", "Pie")
+    assert split_reply(reply) == ("Chart: pie. Title: Scores. Egg 40%; Pie 60%.", "Pie")
+    assert split_reply("Pie") == (None, "Pie")
+
+
+def _targets(sample):
+    """(trained text, context text) of a sample's rendered conversation."""
+    segments = render_segments(sample.messages)
+    return "".join(t for t, on in segments if on), "".join(t for t, on in segments if not on)
+
+
+def test_read_first_vqa_reads_before_the_first_answer_only():
+    config = GeneratorConfig(sample_kinds=(("vqa", 1.0),), difficulty="easy", image_size=192, read_first=True,
+                             max_questions=4)
+    multi = 0
+    for i in range(20):
+        sample = make_sample(config, i)
+        replies = [m["content"][-1]["text"] for m in sample.messages if m["role"] == "assistant"]
+        reading, answer = split_reply(replies[0])
+        assert reading == reading_text(sample.meta["reading_fields"]) and answer
+        assert all(ANSWER_MARKER.strip() not in r for r in replies[1:])
+        trained, _ = _targets(sample)
+        assert reading in trained  # the image case trains the transcription
+        multi += len(replies) > 1
+    assert multi > 0
+
+
+def test_reasoning_samples_give_the_reading_as_context_and_train_only_answers():
+    config = GeneratorConfig(sample_kinds=(("reasoning", 1.0),), difficulty="easy", image_size=192)
+    for i in range(20):
+        sample = make_sample(config, i)
+        assert sample.images == [] and sample.meta["kind"] == "text"
+        reading = reading_text(sample.meta["reading_fields"])
+        trained, context = _targets(sample)
+        assert reading in context and reading not in trained
+        assert trained.startswith(ANSWER_MARKER)
+
+
+def test_reasoning_sample_has_the_same_text_as_the_drawn_read_first_question():
+    """Same seed, same scene and questions: the text-only document is the image document minus the image."""
+    drawn = make_sample(GeneratorConfig(sample_kinds=(("vqa", 1.0),), difficulty="easy", image_size=192,
+                                        read_first=True), 3)
+    text = make_sample(GeneratorConfig(sample_kinds=(("reasoning", 1.0),), difficulty="easy", image_size=192), 3)
+    assert drawn.meta["reading_fields"] == text.meta["reading_fields"]
+
+
+def test_read_first_preference_pairs_share_the_reading_and_differ_in_the_answer():
+    config = GeneratorConfig(sample_kinds=(("preference", 1.0),), difficulty="easy", image_size=192, read_first=True)
+    for i in range(10):
+        sample = make_sample(config, i)
+        chosen = sample.messages[-1]["content"][-1]["text"]
+        (r1, a1), (r2, a2) = split_reply(chosen), split_reply(sample.rejected)
+        assert r1 == r2 == reading_text(sample.meta["reading_fields"]) and a1 != a2

@@ -1,0 +1,31 @@
+"""Read-first replies: the short answer by default, the transcription on request (minimax_vl/answers.py)."""
+from __future__ import annotations
+
+import pytest
+
+from minimax_vl.answers import answer_pieces, final_answer, split_reply
+
+REPLY = "Chart: vertical bars. Title: Sales. X: Group. Y: Count. Fox 15; Dog 65.\nAnswer: Dog"
+
+
+def test_split_and_final_answer():
+    assert split_reply(REPLY) == ("Chart: vertical bars. Title: Sales. X: Group. Y: Count. Fox 15; Dog 65.", "Dog")
+    assert final_answer(REPLY) == "Dog"
+    assert final_answer(" 65 ") == "65"  # a model that answers directly is unchanged
+
+
+@pytest.mark.parametrize("cuts", [[5, 70, 74, 78], [1, 2, 3], list(range(1, len(REPLY)))])
+def test_streaming_yields_only_the_answer_wherever_the_pieces_are_cut(cuts):
+    pieces = [REPLY[a:b] for a, b in zip([0] + cuts, cuts + [len(REPLY)])]
+    assert "".join(pieces) == REPLY
+    assert "".join(answer_pieces(pieces)) == "Dog"
+
+
+def test_streaming_a_reply_without_the_marker_releases_it_at_the_end():
+    assert list(answer_pieces(["6", "5 "])) == ["65"]
+    assert list(answer_pieces([])) == []
+
+
+def test_streaming_passes_answer_pieces_through_as_they_come():
+    got = list(answer_pieces(["Map: x.", "\nAnswer:", " Go 2", " blocks", " east."]))
+    assert got == ["Go 2", " blocks", " east."]
