@@ -1,117 +1,186 @@
-"""Training throughput on the CPU: useful (non-pad) tokens per second, packed rows against padded batches.
+"""Training throughput and loss memory: the full-logits loss against the labelled-position loss, and 1 thread
+against 2 threads against 2 processes (DDP over gloo), on the same batches in one run.
 
-    .venv/bin/python benchmarks/train_throughput.py --threads 1              # tiny and small presets, ~5 minutes
-    .venv/bin/python benchmarks/train_throughput.py --presets tiny --steps 2  # quick look, ~30 s
-    .venv/bin/python benchmarks/train_throughput.py --threads 2 --docs 16
+    .venv/bin/python benchmarks/train_throughput.py                       # demo preset, ~6 minutes
+    .venv/bin/python benchmarks/train_throughput.py --steps 3 --rounds 1  # quick look
+    .venv/bin/python benchmarks/train_throughput.py --skip-memory         # throughput table only
 
-For each preset, the same stage-II documents (VQA 20 : text-only 1, anyres images) are trained on twice:
-packed into rows of --max-length tokens (batch 1 with cu_seqlens, documents isolated) and right-padded to the
-longest document of the micro-batch (with an attention mask). Wall-clock rates depend on whatever else runs on
-the machine; the CPU-time rate (useful tokens per CPU-second of this process) is steadier on shared machines. A step is forward + backward + AdamW update
-of all parameters in fp32, as `training.train` does it (summed cross-entropy over the target tokens plus the
-MoE load-balancing loss); the batches are built beforehand, so data generation is not timed (see
-benchmarks/data_throughput.py for that). One warm-up step is not timed.
+Throughput: stage-II batches of the `demo` preset as the demo recipe trains them (16 documents: VQA 20 :
+description 3 : words 2 : text-only 1, anyres 192-px easy images, labels 1.3x, no packing), built beforehand so
+that data generation is not timed. A step is forward + backward + AdamW in fp32. Configurations run in rounds
+(each round times every configuration once, in turn), and the table shows each one's median over rounds, so a
+change in machine load hits all of them alike; ratios are against the full-logits loss on one thread (the code
+before the labelled-position loss).
 
-Presets: "tiny" (the test preset: ViT 2x32 on 56 px tiles, 8-layer 64-wide decoder, 4 experts) and "small"
-(vision "vit-small-cpu": 4x192 on 160 px tiles; text "small": 8 layers, 384 wide, 8 experts).
+Memory: peak resident memory of one forward + backward of the text backbone alone on one 4,096-token sequence
+with 2% of positions labelled (a VQA batch's share), each configuration in a fresh process (ru_maxrss), for the
+demo vocabulary and for the released vocabulary of 200,064; the model's own weights are counted in both paths.
 """
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
 import time
 
 import torch
 
-from minimax_vl.config import MiniMaxVL01Config
-from minimax_vl.data.samples import STAGE_MIXES, GeneratorConfig, make_sample
+from minimax_vl.data.samples import GeneratorConfig, make_sample
 from minimax_vl.model import MiniMaxVL01
-from minimax_vl.processor import MiniMaxVL01Processor
-from text_backbone.config import MiniMaxText01Config
 from training.datasets import BatchLayout, DocumentEncoder, build_batch
 from training.losses import target_log_probs
-from vision.anyres import default_grid_pinpoints
-from vision.config import VisionConfig
 
-ROW_LENGTH = {"tiny": 512, "small": 2048}
+DEMO_STAGE2_MIX = (("vqa", 20.0), ("description", 3.0), ("words", 2.0), ("text_only", 1.0))
 
 
-def build_model(preset: str) -> MiniMaxVL01:
-    if preset == "tiny":
-        config = MiniMaxVL01Config.from_preset("tiny")
-    elif preset == "small":
-        vision = VisionConfig.from_preset("vit-small-cpu")
-        config = MiniMaxVL01Config.from_preset(
-            "tiny", vision_config=vision, text_config=MiniMaxText01Config.from_preset("small"),
-            image_grid_pinpoints=[list(p) for p in default_grid_pinpoints(vision.image_size, max_tiles=6,
-                                                                           max_tiles_per_side=3)])
-    else:
-        raise ValueError(f"unknown preset {preset!r}; use tiny or small")
-    torch.manual_seed(0)
-    return MiniMaxVL01(config, processor=MiniMaxVL01Processor.for_config(config)).train()
+def demo_batches(model: MiniMaxVL01, count: int, docs: int, offset: int = 0) -> list[dict]:
+    config = GeneratorConfig(sample_kinds=DEMO_STAGE2_MIX, image_size=192, difficulty="easy", font_scale=1.3)
+    encoder = DocumentEncoder(model.processor, "anyres", 768)
+    layout = BatchLayout(False, 768, model.processor.tokenizer.pad_token_id)
+    return [build_batch([make_sample(config, offset + s * docs + i) for i in range(docs)], encoder, layout, pairs=False)
+            for s in range(count)]
 
 
-def train_step(model, optimizer, batch, loss_path: str = "labelled") -> float:
+def train_step(model, optimizer, batch, loss_path: str) -> float:
     token_lp, aux = target_log_probs(model, batch["model_inputs"], batch["labels"], "anyres", loss_path)
-    ce = -token_lp.sum() / max(batch["num_targets"], 1)
-    loss = ce + model.config.text_config.router_aux_loss_coef * aux
+    loss = -token_lp.sum() / max(batch["num_targets"], 1)
+    loss = loss + model.config.text_config.router_aux_loss_coef * aux
     loss.backward()
     optimizer.step()
     optimizer.zero_grad(set_to_none=True)
     return float(loss.detach())
 
 
-def measure(preset: str, packing: bool, docs: int, steps: int, max_length: int, image_size: int) -> dict:
-    model = build_model(preset)
+def fresh_model() -> MiniMaxVL01:
+    torch.manual_seed(0)
+    return MiniMaxVL01.from_preset("demo").train()
+
+
+def time_in_process(loss_path: str, threads: int, batches: list[dict]) -> float:
+    """Seconds per step, one process."""
+    torch.set_num_threads(threads)
+    model = fresh_model()
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    encoder = DocumentEncoder(model.processor, "anyres", max_length)
-    layout = BatchLayout(packing, max_length, model.processor.tokenizer.pad_token_id)
-    config = GeneratorConfig(sample_kinds=STAGE_MIXES[2], image_size=image_size, difficulty="easy")
-    batches = [build_batch([make_sample(config, s * docs + i) for i in range(docs)], encoder, layout, pairs=False)
-               for s in range(steps + 1)]
-    train_step(model, optimizer, batches[0])  # warm-up: allocator, first-call overheads
-    start, cpu_start = time.perf_counter(), time.process_time()
+    train_step(model, optimizer, batches[0], loss_path)  # warm-up
+    start = time.perf_counter()
     for batch in batches[1:]:
-        train_step(model, optimizer, batch)
-    seconds = (time.perf_counter() - start) / steps
-    cpu_seconds = (time.process_time() - cpu_start) / steps
-    useful = sum(b["num_tokens"] for b in batches[1:]) / steps
-    positions = sum(b["model_inputs"]["input_ids"].numel() for b in batches[1:]) / steps
-    return {"preset": preset, "layout": "packed" if packing else "padded", "positions": positions, "useful": useful,
-            "seconds": seconds, "useful_per_s": useful / seconds, "positions_per_s": positions / seconds,
-            "useful_per_cpu_s": useful / cpu_seconds,
-            "parameters": sum(p.numel() for p in model.parameters())}
+        train_step(model, optimizer, batch, loss_path)
+    return (time.perf_counter() - start) / (len(batches) - 1)
+
+
+def _ddp_worker(rank: int, world: int, steps: int, docs: int, port: int, result_file: str) -> None:
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    model = fresh_model()
+    # Each process trains on its half of the same global batches (documents rank, rank + world, ...).
+    batches = demo_batches(model, steps + 1, docs // world, offset=rank * 10_000_000)
+    wrapped = DistributedDataParallel(model, find_unused_parameters=True)
+    wrapped.config = model.config
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    train_step(wrapped, optimizer, batches[0], "labelled")
+    dist.barrier()
+    start = time.perf_counter()
+    for batch in batches[1:]:
+        train_step(wrapped, optimizer, batch, "labelled")
+    dist.barrier()
+    if rank == 0:
+        with open(result_file, "w") as f:
+            json.dump({"seconds": (time.perf_counter() - start) / steps}, f)
+    dist.destroy_process_group()
+
+
+def time_ddp(steps: int, docs: int) -> float:
+    import tempfile
+
+    import torch.multiprocessing as mp
+
+    with tempfile.NamedTemporaryFile(suffix=".json") as result:
+        port = 29500 + os.getpid() % 1000
+        mp.spawn(_ddp_worker, args=(2, steps, docs, port, result.name), nprocs=2, join=True)
+        return json.load(open(result.name))["seconds"]
+
+
+# ---------------------------------------------------------------------- memory
+def _memory_child(loss_path: str, vocab: int, length: int) -> None:
+    """Runs in a fresh process: one forward + backward; prints peak RSS (MB) and seconds as JSON."""
+    from text_backbone.config import MiniMaxText01Config
+    from text_backbone.model import IGNORE_INDEX, MiniMaxText01ForCausalLM, shifted_targets
+    from training.losses import token_log_likelihood
+
+    torch.set_num_threads(1)
+    config = MiniMaxText01Config.from_preset("tiny", vocab_size=vocab)
+    torch.manual_seed(0)
+    model = MiniMaxText01ForCausalLM(config)
+    ids = torch.randint(0, vocab, (1, length))
+    labels = torch.full_like(ids, IGNORE_INDEX)
+    labelled = torch.randperm(length)[: length // 50]  # 2%: a VQA batch's share of labelled positions
+    labels[0, labelled] = ids[0, labelled]
+    start = time.perf_counter()
+    if loss_path == "full":
+        out = model(ids)
+        loss = -token_log_likelihood(out.logits, shifted_targets(labels)).sum()
+    else:
+        loss = -model(ids, labels=labels, return_logits=False).target_log_probs.sum()
+    loss.backward()
+    seconds = time.perf_counter() - start
+    print(json.dumps({"peak_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "seconds": seconds,
+                      "parameters_mb": sum(p.numel() for p in model.parameters()) * 4 / 2**20}))
+
+
+def measure_memory(loss_path: str, vocab: int, length: int) -> dict:
+    code = (f"import sys; sys.path.insert(0, {os.path.dirname(os.path.dirname(os.path.abspath(__file__)))!r}); "
+            f"from benchmarks.train_throughput import _memory_child; _memory_child({loss_path!r}, {vocab}, {length})")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    parser.add_argument("--presets", default="tiny,small", help="comma-separated: tiny, small")
-    parser.add_argument("--docs", type=int, default=8, help="documents per step")
-    parser.add_argument("--steps", type=int, default=2, help="timed steps per configuration")
-    parser.add_argument("--max-length", type=int,
-                        help="packed row length and truncation (default: 512 for tiny, 2048 for small: a few "
-                             "documents per row, since first-fit leaves up to one document's length free per row)")
-    parser.add_argument("--image-size", type=int, default=336, help="long side of the generated images, px")
-    parser.add_argument("--threads", type=int, help="torch CPU threads (default: torch's choice)")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--steps", type=int, default=4, help="timed steps per configuration and round (default 4)")
+    parser.add_argument("--rounds", type=int, default=3, help="rounds over all configurations (default 3)")
+    parser.add_argument("--docs", type=int, default=16, help="documents per global batch (default 16)")
+    parser.add_argument("--length", type=int, default=4096, help="tokens of the memory measurement's sequence")
+    parser.add_argument("--skip-memory", action="store_true")
     args = parser.parse_args()
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    print(f"stage-II documents ({args.docs} per step, images {args.image_size} px, anyres), fp32, "
-          f"{torch.get_num_threads()} thread(s), {args.steps} timed steps; packed rows of "
-          f"{args.max_length or ROW_LENGTH}; 'useful' = document tokens, 'positions' = tokens incl. padding")
-    header = (f"{'preset':<7}{'params':>8}{'layout':>8}{'positions':>11}{'useful':>8}{'s/step':>8}"
-              f"{'useful tok/s':>14}{'positions/s':>13}{'useful tok/CPU-s':>18}")
-    print(header)
-    for preset in args.presets.split(","):
-        max_length = args.max_length or ROW_LENGTH[preset]
-        rows = [measure(preset, packing, args.docs, args.steps, max_length, args.image_size)
-                for packing in (True, False)]
-        for r in rows:
-            print(f"{r['preset']:<7}{r['parameters'] / 1e6:>7.1f}M{r['layout']:>8}{r['positions']:>11.0f}"
-                  f"{r['useful']:>8.0f}{r['seconds']:>8.2f}{r['useful_per_s']:>14.0f}{r['positions_per_s']:>13.0f}"
-                  f"{r['useful_per_cpu_s']:>18.0f}")
-        print(f"{preset:<7}packed / padded useful tokens/s: {rows[0]['useful_per_s'] / rows[1]['useful_per_s']:.2f}x "
-              f"(wall), {rows[0]['useful_per_cpu_s'] / rows[1]['useful_per_cpu_s']:.2f}x (CPU time)")
+
+    batches = demo_batches(fresh_model(), args.steps + 1, args.docs)
+    positions = statistics.mean(b["model_inputs"]["input_ids"].numel() for b in batches)
+    targets = statistics.mean(b["num_targets"] for b in batches)
+    print(f"demo preset, stage-II batches of {args.docs} documents: {positions:.0f} positions per batch, "
+          f"{targets:.0f} labelled ({100 * targets / positions:.1f}%); {args.steps} timed steps x {args.rounds} rounds; "
+          f"machine load {os.getloadavg()[0]:.1f} at start")
+    configs = {"full logits, 1 thread": lambda: time_in_process("full", 1, batches),
+               "full logits, 2 threads": lambda: time_in_process("full", 2, batches),
+               "labelled, 1 thread": lambda: time_in_process("labelled", 1, batches),
+               "labelled, 2 threads": lambda: time_in_process("labelled", 2, batches),
+               "labelled, 2 processes (DDP, gloo, 1 thread each)": lambda: time_ddp(args.steps, args.docs)}
+    times: dict[str, list[float]] = {name: [] for name in configs}
+    for round_index in range(args.rounds):
+        for name, run in configs.items():
+            times[name].append(run())
+            print(f"  round {round_index + 1}: {name}: {times[name][-1]:.2f} s/step", flush=True)
+    base = statistics.median(times["full logits, 1 thread"])
+    print(f"\n{'configuration':<50}{'s/step':>8}{'samples/s':>11}{'vs full, 1 thread':>19}")
+    for name, values in times.items():
+        seconds = statistics.median(values)
+        print(f"{name:<50}{seconds:>8.2f}{args.docs / seconds:>11.1f}{base / seconds:>18.2f}x")
+
+    if args.skip_memory:
+        return
+    print(f"\nloss memory: text backbone 'tiny' preset, one {args.length}-token sequence, 2% labelled, forward + backward")
+    print(f"{'vocabulary':>10}  {'loss path':<9}{'peak RSS MB':>12}{'weights MB':>11}{'seconds':>9}")
+    for vocab in (3072, 200_064):
+        for path in ("full", "labelled"):
+            r = measure_memory(path, vocab, args.length)
+            print(f"{vocab:>10}  {path:<9}{r['peak_mb']:>12.0f}{r['parameters_mb']:>11.0f}{r['seconds']:>9.2f}")
 
 
 if __name__ == "__main__":

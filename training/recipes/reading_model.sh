@@ -8,6 +8,8 @@
 #   RESUME=1 bash training/recipes/reading_model.sh      # continue after a kill: finished stages are kept, the
 #                                                        # interrupted one resumes from its last checkpoint
 #   S2_STEPS=4000 RUN=runs/reading_long bash training/recipes/reading_model.sh   # a longer stage II
+#   PROCESSES=1 THREADS=2 bash training/recipes/reading_model.sh  # one process (default: 2 DDP processes x 1 thread,
+#                                                        # the fastest on a 2-core CPU: benchmarks/train_throughput.py)
 #   .venv/bin/python -m training.recipes.export_demo runs/reading                 # -> minimax_vl/assets/demo_model
 #
 # BASE defaults to the model shipped in the package; copy it aside first (cp -r minimax_vl/assets/demo_model
@@ -25,10 +27,12 @@ cd "$(dirname "$0")/../.."
 
 PYTHON=${PYTHON:-.venv/bin/python}
 ACCELERATE=${ACCELERATE:-.venv/bin/accelerate}
-ACCELERATE_CONFIG=${ACCELERATE_CONFIG:-training/configs/accelerate/cpu.yaml}
+PROCESSES=${PROCESSES:-2}
+if [[ "$PROCESSES" == 2 ]]; then DEFAULT_CONFIG=training/configs/accelerate/cpu_2proc.yaml; else DEFAULT_CONFIG=training/configs/accelerate/cpu.yaml; fi
+ACCELERATE_CONFIG=${ACCELERATE_CONFIG:-$DEFAULT_CONFIG}
 RUN=${RUN:-runs/reading}
 BASE=${BASE:-minimax_vl/assets/demo_model}
-THREADS=${THREADS:-2}
+THREADS=${THREADS:-1}  # per process
 RESUME=${RESUME:-0}
 S1_STEPS=${S1_STEPS:-400}
 S2_STEPS=${S2_STEPS:-2000}
@@ -36,7 +40,7 @@ S3_STEPS=${S3_STEPS:-150}
 S4_STEPS=${S4_STEPS:-50}
 ALL='[vision_tower,multi_modal_projector,image_newline,language_model]'
 
-COMMON=(--preset demo --global-batch-size 16 --micro-batch-size 16 --max-length 768 --no-packing
+COMMON=(--preset demo --global-batch-size 16 --micro-batch-size $((16 / PROCESSES)) --max-length 768 --no-packing
         --eval-every 200 --checkpoint-every 50 --keep-checkpoints 1000 --num-threads "$THREADS" --no-progress
         --set data.image_size=192 --set data.difficulty=easy --set data.font_scale=1.3 --set image_mode=anyres
         --set data.read_first=true --set eval.samples=32 --set schedule.warmup_steps=30
