@@ -22,9 +22,9 @@ import random
 import resource
 import time
 
+from minimax_vl.data.samples import STAGE_MIXES, GeneratorConfig, make_sample
 from training.data.collate import PackingCollator, PaddingCollator, useful_token_fraction
 from training.data.encoding import encode_conversation
-from training.data.samples import STAGE_MIXES, GeneratorConfig, make_sample
 from training.data.tokenizer import load_tokenizer
 
 _config: GeneratorConfig | None = None

@@ -15,9 +15,9 @@ import time
 import torch
 
 from minimax_vl.config import MiniMaxVL01Config, _demo
+from minimax_vl.data.samples import GeneratorConfig, make_sample
 from minimax_vl.model import MiniMaxVL01
 from minimax_vl.processor import MiniMaxVL01Processor
-from training.data.samples import GeneratorConfig, make_sample
 from training.datasets import BatchLayout, DocumentEncoder
 
 CANDIDATES = {

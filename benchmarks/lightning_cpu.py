@@ -119,7 +119,7 @@ def run_length(T: int, repeats: int, seed: int = 0) -> dict:
     g = torch.Generator().manual_seed(seed)
     # Activations like the layer's: SiLU of unit-scale projections, so q·k and v are O(1).
     q, k, v = (F.silu(torch.randn(B, T, H, D, generator=g)).requires_grad_() for _ in range(3))
-    slope = 2.0 ** (-8.0 * torch.arange(1, H + 1) / H)  # the model's per-head rates for 8 heads (SPEC §2.3)
+    slope = 2.0 ** (-8.0 * torch.arange(1, H + 1) / H)  # the model's per-head rates for 8 heads (SPEC_NOTES §2.3)
     x = torch.randn(B, T, HIDDEN, generator=g).requires_grad_()
     tf = transformers_layer()
     ours = our_layer(tf)

@@ -62,7 +62,7 @@ def chunked_reference(q, k, v, slope, initial_state=None, chunk=64):
 
 
 def minimax_slopes(num_heads: int, layer: int = 40, num_layers: int = 80, device="cuda") -> torch.Tensor:
-    """SPEC §2.3: s_h = 2^(-8(h+1)/H), scaled by (1 - l/(L-1) + 1e-5)."""
+    """SPEC_NOTES §2.3: s_h = 2^(-8(h+1)/H), scaled by (1 - l/(L-1) + 1e-5)."""
     heads = torch.arange(num_heads, dtype=torch.float64)
     base = 2.0 ** (-8.0 * (heads + 1) / num_heads)
     return (base * (1 - layer / (num_layers - 1) + 1e-5)).to(torch.float32).to(device)

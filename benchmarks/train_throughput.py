@@ -29,8 +29,8 @@ import time
 
 import torch
 
+from minimax_vl.data.samples import GeneratorConfig, make_sample
 from minimax_vl.model import MiniMaxVL01
-from training.data.samples import GeneratorConfig, make_sample
 from training.datasets import BatchLayout, DocumentEncoder, build_batch
 from training.losses import target_log_probs
 

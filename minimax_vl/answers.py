@@ -1,6 +1,6 @@
 """Replies that read first: "<transcription>\\nAnswer: <short answer>", and how callers get the short answer.
 
-The demo model writes what it read in the image before answering (training/data/reading.py builds that
+The demo model writes what it read in the image before answering (minimax_vl/data/reading.py builds that
 transcription); `generate()`, `stream()`, the CLI, the web demo and `eval` return only the short answer unless
 asked to show the reading (`show_reading=True`, `--show-reading`). A reply without the marker is all answer,
 so models trained to answer directly behave as before.

@@ -1,4 +1,4 @@
-"""MiniMax-VL-01's chat template (SPEC §5.8), rendered in Python.
+"""MiniMax-VL-01's chat template (SPEC_NOTES §5.8), rendered in Python.
 
 One source of truth for the prompt format: the processor, the training data pipeline and
 generation all call `render_segments`, which also says which spans are training targets

@@ -1,4 +1,4 @@
-"""MiniMaxVL01Config: vision tower + projector + text backbone, in the released `config.json` schema (SPEC §5.6).
+"""MiniMaxVL01Config: vision tower + projector + text backbone, in the released `config.json` schema (SPEC_NOTES §5.6).
 
     cfg = MiniMaxVL01Config.from_preset("tiny")            # test-sized, random weights, CPU
     cfg = MiniMaxVL01Config.from_preset("minimax-vl-01")   # the released model (build it on the meta device)
@@ -33,7 +33,7 @@ class MiniMaxVL01Config:
     image_grid_pinpoints: list[list[int]] = field(default_factory=_released_grid_pinpoints)
     # "anyres": tiles + thumbnail (stage II onwards); "fixed": one tile-sized resize (stage I alignment).
     process_image_mode: str = "anyres"
-    ignore_index: int = -100
+    ignore_index: int = -100  # a field of the released config.json, kept so it round-trips; losses use IGNORE_INDEX
     model_type: str = "minimax_vl_01"
 
     def __post_init__(self) -> None:

@@ -5,7 +5,7 @@
     theirs = transformers.LlavaNextForConditionalGeneration(llava_next_config)   # or .from_pretrained(...)
     ours = from_llava_next(theirs)                                                # same weights, our modules
 
-MiniMax-VL-01 is LLaVA-NeXT's architecture with a MiniMax-Text-01 language model (SPEC §5), so a
+MiniMax-VL-01 is LLaVA-NeXT's architecture with a MiniMax-Text-01 language model (SPEC_NOTES §5), so a
 `LlavaNextForConditionalGeneration` whose `text_config` is a `MiniMaxConfig` and whose `vision_config` is a
 `CLIPVisionConfig` is the same network; this module moves its weights and settings into ours.
 

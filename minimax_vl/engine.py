@@ -7,7 +7,7 @@
         print(piece, end="")
 
 The text backbone's `Generator` (text_backbone/generation.py) does the decoding; this module only builds the
-prompt around the image (MiniMax-VL-01's chat template, SPEC §5.8) and turns the image into embeddings.
+prompt around the image (MiniMax-VL-01's chat template, SPEC_NOTES §5.8) and turns the image into embeddings.
 The prompt is split where the question text goes:
 
     prefix       = [<bos>system ...<eos>\\n] <bos>user name=user\\n <image x N>

@@ -1,4 +1,4 @@
-"""MiniMaxVL01: ViT tiles -> projector -> packed image tokens (with image_newline) -> MiniMax-Text-01 (SPEC §5).
+"""MiniMaxVL01: ViT tiles -> projector -> packed image tokens (with image_newline) -> MiniMax-Text-01 (SPEC_NOTES §5).
 
     model = MiniMaxVL01.from_preset("tiny")                    # random weights + the shipped small processor
     model = MiniMaxVL01.from_pretrained("path/to/checkpoint")  # released layout, processor files beside it
@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 
 
 class MultiModalProjector(nn.Module):
-    """linear_1 -> GELU -> linear_2, with biases (SPEC §5.2); randomly initialised before VL training."""
+    """linear_1 -> GELU -> linear_2, with biases (SPEC_NOTES §5.2); randomly initialised before VL training."""
 
     def __init__(self, vision_hidden: int, text_hidden: int, bias: bool = True) -> None:
         super().__init__()

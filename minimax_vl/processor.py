@@ -18,11 +18,44 @@ import torch
 from minimax_vl import chat_template
 from minimax_vl.config import MiniMaxVL01Config
 from minimax_vl.tokenizer import MiniMaxTokenizer, shipped_tokenizer
+from text_backbone.model import IGNORE_INDEX
 from text_backbone.weights_io import read_json, write_json
 from vision.image_processing import ImageProcessor
 
 PREPROCESSOR_CONFIG = "preprocessor_config.json"
 TOKENIZER_CONFIG = "tokenizer_config.json"
+
+
+def expand_image_tokens(ids: Sequence[int], image_token_id: int, image_token_counts: Sequence[int],
+                        labels: Sequence[int] | None = None) -> tuple[list[int], list[int] | None, list[tuple[int, int]]]:
+    """The one place an `<image>` becomes its tokens: the i-th image-token id in `ids` (one per placeholder, as
+    the tokenizer produces it) becomes image_token_counts[i] copies, the positions the model overwrites with
+    that image's projected features, in order. `labels` (same length as `ids`), when given, are expanded
+    alongside with IGNORE_INDEX at image positions. Returns (ids, labels or None, [(start, end) per image])."""
+    placeholders = sum(1 for token in ids if token == image_token_id)
+    if placeholders > len(image_token_counts):
+        raise ValueError(f"the text has more <image> placeholders ({placeholders}) than the {len(image_token_counts)} "
+                         "image token counts given; pass one count per image")
+    if placeholders < len(image_token_counts):
+        raise ValueError(f"the text has {placeholders} <image> placeholder(s) but {len(image_token_counts)} image "
+                         "token counts were given; pass one count per image")
+    out_ids: list[int] = []
+    out_labels: list[int] | None = None if labels is None else []
+    spans: list[tuple[int, int]] = []
+    for position, token in enumerate(ids):
+        if token == image_token_id:
+            count = image_token_counts[len(spans)]
+            if count < 1:
+                raise ValueError(f"image {len(spans)} has {count} tokens; every image needs at least one")
+            spans.append((len(out_ids), len(out_ids) + count))
+            out_ids.extend([image_token_id] * count)
+            if out_labels is not None:
+                out_labels.extend([IGNORE_INDEX] * count)
+        else:
+            out_ids.append(token)
+            if out_labels is not None:
+                out_labels.append(labels[position])
+    return out_ids, out_labels, spans
 
 
 class MiniMaxVL01Processor:
@@ -50,17 +83,7 @@ class MiniMaxVL01Processor:
 
     def encode_with_images(self, text: str, image_token_counts: Sequence[int]) -> list[int]:
         """Tokenises `text`, replacing the i-th `<image>` by image_token_counts[i] image-token ids."""
-        pieces = text.split(chat_template.IMAGE)
-        if len(pieces) - 1 != len(image_token_counts):
-            raise ValueError(
-                f"the text has {len(pieces) - 1} <image> placeholders but {len(image_token_counts)} images were given"
-            )
-        ids: list[int] = []
-        for i, piece in enumerate(pieces):
-            if piece:
-                ids.extend(self.tokenizer.encode(piece))
-            if i < len(image_token_counts):
-                ids.extend([self.tokenizer.image_token_id] * image_token_counts[i])
+        ids, _, _ = expand_image_tokens(self.tokenizer.encode(text), self.tokenizer.image_token_id, image_token_counts)
         return ids
 
     # ------------------------------------------------------------------ images + text

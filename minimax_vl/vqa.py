@@ -11,7 +11,7 @@ from typing import Iterable, Iterator
 from tqdm import tqdm
 
 from minimax_vl.answers import MAX_REPLY_TOKENS, split_reply
-from training.data.formats import Sample
+from minimax_vl.data.formats import Sample
 
 
 @dataclass
@@ -83,7 +83,7 @@ class ReadingRecord:
     sample_id: str
     image: object
     kind: str  # "chart" / "map"
-    fields: dict[str, str]  # the truth: what a perfect transcription holds (training/data/reading.py)
+    fields: dict[str, str]  # the truth: what a perfect transcription holds (minimax_vl/data/reading.py)
     prediction: str | None = None
     correct: int = 0  # fields transcribed exactly
 
@@ -99,8 +99,8 @@ def read_images(model, records: list[ReadingRecord], *, max_new_tokens: int = MA
     """The reading probe: asks the model to transcribe each image ("Read this chart.") and counts the fields it
     wrote exactly (title, axis titles, each category with its value; each street, landmark position, river,
     park and scale)."""
+    from minimax_vl.data.reading import READING_PROMPTS, score_reading
     from minimax_vl.engine import vl_answer_many
-    from training.data.reading import READING_PROMPTS, score_reading
 
     for record in tqdm(records, desc="reading", unit="image", disable=not progress):
         prompt = READING_PROMPTS.get(record.kind, READING_PROMPTS["chart"])[0]

@@ -1,4 +1,4 @@
-"""Save and load MiniMaxVL01 in the released checkpoint layout (SPEC §6.1).
+"""Save and load MiniMaxVL01 in the released checkpoint layout (SPEC_NOTES §6.1).
 
     language_model.model.* / language_model.lm_head.weight    the text backbone, released names
     vision_tower.vision_model.*                                CLIP names (our tower is a timm ViT: converted)

@@ -2,7 +2,7 @@
 
 Shapes: B batch rows, H lightning heads, KVH key/value heads, D head dim, S positions seen so far.
 
-    lightning layer i : state [B, H, D, D] fp32         fixed size, replaced by every forward (SPEC §2.6)
+    lightning layer i : state [B, H, D, D] fp32         fixed size, replaced by every forward (SPEC_NOTES §2.6)
     softmax layer i   : keys, values [B, KVH, cap, D]   preallocated; positions [0, S) are filled, cap >= S
     padding_mask      : [B, S] (1 = real token) or None when no row was ever padded
 
@@ -14,7 +14,7 @@ Rolling back: lightning states cannot be un-decayed, so a rollback needs a `snap
 (the states are small: H*D*D floats per layer) and `crop(snapshot)`, which restores those states and only
 shortens the softmax lengths; the key/value bytes past the new length are simply overwritten later. A snapshot
 stays usable until the cache is cropped below its length (later writes then overwrite positions it needs), or
-its rows change (`select_rows`, `reorder`); `crop` refuses it after that instead of mixing two histories.
+its rows change (`select_rows`); `crop` refuses it after that instead of mixing two histories.
 """
 from __future__ import annotations
 
@@ -33,7 +33,7 @@ class CacheSnapshot:
     lightning_states: tuple[torch.Tensor | None, ...]  # clones, [B, H, D, D] per lightning layer
     padding_mask: torch.Tensor | None  # [B, seq_len]
     batch_size: int | None
-    rows_version: int  # bumped by select_rows/reorder: rows changed, so older snapshots no longer apply
+    rows_version: int  # bumped by select_rows: rows changed, so older snapshots no longer apply
     taken_at: int  # the cache's clock when taken: crops after it may have overwritten positions it needs
 
 
@@ -176,13 +176,6 @@ class HybridCache:
         out[:, :, : self.seq_len] = filled
         return out
 
-    def reorder(self, indices: torch.Tensor | list[int]) -> None:
-        """Beam search's reordering: row r becomes old row indices[r]; the batch size stays the same."""
-        if len(indices) != self.batch_size:
-            raise ValueError(f"reorder needs one index per row ({self.batch_size}), got {len(indices)}; "
-                             "use select_rows to change the batch size")
-        self.select_rows(indices)
-
     # ------------------------------------------------------------------ rollback and copies
     def snapshot(self) -> CacheSnapshot:
         """Remembers the current length: cheap (clones the lightning states only)."""
@@ -200,7 +193,7 @@ class HybridCache:
         """Rolls back to `snapshot`: lightning states restored, softmax lengths shortened (no key/value copies).
         The snapshot stays valid, so one prefix can be returned to any number of times."""
         if snapshot.rows_version != self._rows_version or snapshot.batch_size not in (None, self.batch_size):
-            raise ValueError("this snapshot was taken before the rows of the cache changed (select_rows/reorder); "
+            raise ValueError("this snapshot was taken before the rows of the cache changed (select_rows); "
                              "take a new snapshot after changing rows")
         if snapshot.seq_len > self.seq_len:
             raise ValueError(f"cannot crop forward: snapshot has {snapshot.seq_len} positions, cache {self.seq_len}")

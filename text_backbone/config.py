@@ -1,7 +1,7 @@
 """MiniMaxText01Config: the text backbone's hyper-parameters, validated, with named presets.
 
 Field names follow the released remote-code `config.json` schema (`model_type = "minimax_text_01"`,
-SPEC §1.1) so `to_dict()` writes a file the released code reads. `from_dict` also reads transformers'
+SPEC_NOTES §1.1) so `to_dict()` writes a file the released code reads. `from_dict` also reads transformers'
 native `minimax` schema (`layer_types`, `*_factor`, `rope_parameters`, `partial_rotary_factor`).
 
     cfg = MiniMaxText01Config.from_preset("tiny")          # test-sized
@@ -20,12 +20,12 @@ SOFTMAX = 1  # attn_type_list code for a softmax (full) attention layer
 
 
 def hybrid_attn_types(num_layers: int, softmax_every: int = 8) -> list[int]:
-    """One softmax layer after every `softmax_every - 1` lightning layers: [0]*7 + [1], repeated (SPEC §1.1)."""
+    """One softmax layer after every `softmax_every - 1` lightning layers: [0]*7 + [1], repeated (SPEC_NOTES §1.1)."""
     return [SOFTMAX if (i + 1) % softmax_every == 0 else LIGHTNING for i in range(num_layers)]
 
 
 def deepnorm_alpha(num_layers: int) -> float:
-    """The released residual multiplier alpha = (2N)^0.25 (3.5566 for N = 80; SPEC §7.3)."""
+    """The released residual multiplier alpha = (2N)^0.25 (3.5566 for N = 80; SPEC_NOTES §7.3)."""
     return (2 * num_layers) ** 0.25
 
 
@@ -46,7 +46,7 @@ class MiniMaxText01Config:
     rotary_dim: int = 64
     rms_norm_eps: float = 1e-5
     # The lightning output norm spans all heads; the remote code leaves it at RMSNorm's default 1e-6 while vLLM
-    # uses 1e-5 (SPEC §2.2, UNCERTAIN). We follow the released remote code. Not in the released schema.
+    # uses 1e-5 (SPEC_NOTES §2.2, UNCERTAIN). We follow the released remote code. Not in the released schema.
     lightning_norm_eps: float = 1e-6
     postnorm: bool = True
     layernorm_full_attention_alpha: float = 3.5565588200778455
@@ -58,7 +58,7 @@ class MiniMaxText01Config:
     shared_intermediate_size: int = 0
     router_aux_loss_coef: float = 0.001
     router_jitter_noise: float = 0.0
-    # Token-drop capacity (SPEC §4.3, value not reported): None = dropless, as at inference.
+    # Token-drop capacity (SPEC_NOTES §4.3, value not reported): None = dropless, as at inference.
     expert_capacity_factor: float | None = None
     tie_word_embeddings: bool = False
     initializer_range: float = 0.02
@@ -180,7 +180,7 @@ _TRANSFORMERS_LAYER_TYPES = {"linear_attention": LIGHTNING, "full_attention": SO
 
 
 def _from_transformers_schema(raw: dict[str, Any]) -> dict[str, Any]:
-    """transformers' native `minimax` config -> the released field names (SPEC §6.3)."""
+    """transformers' native `minimax` config -> the released field names (SPEC_NOTES §6.3)."""
     out = dict(raw)
     try:
         out["attn_type_list"] = [_TRANSFORMERS_LAYER_TYPES[t] for t in raw["layer_types"]]
@@ -227,6 +227,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     # A few tens of millions of parameters, still trainable on a laptop CPU.
     "small": _small_config(vocab=4096, hidden=384, layers=8, heads=6, kv_heads=2, head_dim=64, inter=768, experts=8,
                            top_k=2, rotary=32, block=64, max_pos=32768),
-    # MiniMax-Text-01 as released (SPEC §1.1).
+    # MiniMax-Text-01 as released (SPEC_NOTES §1.1).
     "minimax-text-01": dict(max_position_embeddings=10_240_000),
 }

@@ -1,6 +1,6 @@
 """The weight layouts MiniMax-Text-01 circulates in, and key maps between them.
 
-Two layouts (SPEC §6.2, §6.3):
+Two layouts (SPEC_NOTES §6.2, §6.3):
 
 ``released``  the remote-code checkpoint MiniMaxAI publishes, and this package's own module names::
 
@@ -21,7 +21,7 @@ Everything else has the same name in both: embeddings, norms, ``lm_head``, softm
 (``q_proj``/``k_proj``/``v_proj``/``o_proj``) and lightning attention (``qkv_proj``, ``output_gate``,
 ``norm``, ``out_proj``). The fused ``qkv_proj`` needs no reordering either: transformers reshapes its output
 to (batch, seq, heads, 3·head_dim) and splits the last axis into q | k | v, which is the released
-head-major layout (SPEC §2.1). transformers persists the lightning decay tables as buffers; they are
+head-major layout (SPEC_NOTES §2.1). transformers persists the lightning decay tables as buffers; they are
 derived from the config, so the conversion drops them and our model recomputes its own.
 
 Public API

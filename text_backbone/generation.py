@@ -22,8 +22,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
-import tempfile
 import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from typing import Any, Callable, Iterator, Protocol
 import torch
 
 from text_backbone.cache import HybridCache
+from text_backbone.weights_io import atomic_write_text
 
 GENERATION_CONFIG_NAME = "generation_config.json"
 
@@ -130,17 +129,7 @@ class GenerationConfig:
         directory = Path(directory)
         directory.mkdir(parents=True, exist_ok=True)
         path = directory / GENERATION_CONFIG_NAME
-        fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{GENERATION_CONFIG_NAME}.", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(self.to_dict(), f, indent=2, sort_keys=True)
-                f.write("\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_write_text(path, json.dumps(self.to_dict(), indent=2, sort_keys=True) + "\n")
         return path
 
     @classmethod
@@ -329,7 +318,8 @@ class _RowText:
 
 
 class TokenStreamer(Protocol):
-    """transformers' streamer protocol: `put` gets each step's new token ids, `end` is called once at the end."""
+    """transformers' streamer protocol: `put` gets each step's new token ids, `end` is called once at the end.
+    `text_backbone.streamers` has two: print as text arrives, or iterate over it from another thread."""
 
     def put(self, value: torch.Tensor) -> None: ...
 

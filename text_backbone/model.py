@@ -1,12 +1,12 @@
-"""MiniMax-Text-01: the hybrid lightning/softmax attention MoE decoder (SPEC §1–4), readable top to bottom.
+"""MiniMax-Text-01: the hybrid lightning/softmax attention MoE decoder (SPEC_NOTES §1–4), readable top to bottom.
 
     embed -> 80 x DecoderLayer -> RMSNorm -> lm_head
-    DecoderLayer (post-norm, DeepNorm-style; SPEC §1.3):
+    DecoderLayer (post-norm, DeepNorm-style; SPEC_NOTES §1.3):
         a = input_layernorm(x);          x1 = alpha_attn * a + beta_attn * attention(a)
         b = post_attention_layernorm(x1); y = alpha_mlp * b + beta_mlp * moe(b)
 
 Layer i is lightning attention when attn_type_list[i] == 0 and softmax attention when it is 1.
-Module names equal the released checkpoint's (SPEC §6.2), so `state_dict()` is the released layout.
+Module names equal the released checkpoint's (SPEC_NOTES §6.2), so `state_dict()` is the released layout.
 
 Shapes: B batch, T new tokens, C hidden, V vocabulary.
 """
@@ -67,7 +67,7 @@ class DecoderLayer(nn.Module):
                 cache.set_lightning_state(self.layer_idx, new_state)
         else:
             h = self.self_attn(a, cos, sin, kv_cache=cache, key_padding_mask=padding_mask, cu_seqlens=cu_seqlens)
-        # Post-norm: the residual is the NORMALISED input, scaled by alpha (SPEC §1.3).
+        # Post-norm: the residual is the NORMALISED input, scaled by alpha (SPEC_NOTES §1.3).
         x1 = self.attn_alpha * a + self.attn_beta * h
         b = self.post_attention_layernorm(x1)
         m, router_logits, expert_ids = self.block_sparse_moe(b)
@@ -242,7 +242,7 @@ def causal_lm_loss(logits: torch.Tensor, labels: torch.Tensor, cu_seqlens: torch
 
 
 def parameter_counts(model: MiniMaxText01ForCausalLM) -> dict[str, int]:
-    """Total parameters, and those active per token excluding embeddings and lm_head (SPEC §1.1)."""
+    """Total parameters, and those active per token excluding embeddings and lm_head (SPEC_NOTES §1.1)."""
     config = model.config
     total = sum(p.numel() for p in model.parameters())
     embedding = model.model.embed_tokens.weight.numel() + model.lm_head.weight.numel()

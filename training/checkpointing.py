@@ -11,13 +11,12 @@ checkpoints beyond `keep` are removed.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 from pathlib import Path
 from typing import Any
 
-from text_backbone.weights_io import write_json
+from text_backbone.weights_io import replace_folder, write_json
 
 STATE_FILE = "trainer_state.json"
 _STEP_DIR = re.compile(r"^step_(\d+)$")
@@ -53,17 +52,6 @@ def remove_stale_temporaries(root: Path) -> list[Path]:
     return removed
 
 
-def _fsync_tree(path: Path) -> None:
-    """Flushes every file of a finished save to disk before the rename makes it visible."""
-    for file in path.rglob("*"):
-        if file.is_file():
-            fd = os.open(file, os.O_RDONLY)
-            try:
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-
-
 def save_checkpoint(accelerator, root: Path, step: int, trainer_state: dict[str, Any], keep: int) -> Path:
     """Saves the accelerator's registered objects (model, optimizer, scheduler, RNG) and `trainer_state`;
     must be called on every process. Returns the final folder."""
@@ -77,10 +65,7 @@ def save_checkpoint(accelerator, root: Path, step: int, trainer_state: dict[str,
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         write_json(temp / STATE_FILE, trainer_state)  # last file written: marks the save as complete
-        _fsync_tree(temp)
-        if final.exists():  # a re-run of the same step after a resume: replace the older copy
-            shutil.rmtree(final)
-        os.replace(temp, final)
+        replace_folder(temp, final)  # fsyncs; replaces an older copy of the same step (a re-run after a resume)
         for old in complete_checkpoints(root)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
     accelerator.wait_for_everyone()

@@ -27,10 +27,10 @@ import torch
 from torch.utils.data import Dataset
 
 from minimax_vl.chat_template import content_to_text
+from minimax_vl.data.formats import Sample, read_dataset
+from minimax_vl.data.samples import GeneratorConfig, make_sample
 from training.data.collate import PackingCollator, PaddingCollator
 from training.data.encoding import encode_conversation, images_kept
-from training.data.formats import Sample, read_dataset
-from training.data.samples import GeneratorConfig, make_sample
 from training.losses import count_targets
 from training.stages import DataConfig, StageConfig
 

@@ -1,4 +1,4 @@
-"""Stage IV: direct preference optimisation against a frozen copy of the starting weights (SPEC §7.2).
+"""Stage IV: direct preference optimisation against a frozen copy of the starting weights (SPEC_NOTES §7.2).
 
     reference = frozen_reference(model)                       # before accelerator.prepare(model)
     chosen, rejected, aux = pair_log_likelihoods(model, batch, image_mode)

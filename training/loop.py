@@ -16,8 +16,6 @@ loads it), summary.json.
 from __future__ import annotations
 
 import math
-import os
-import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -30,7 +28,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from minimax_vl.model import MiniMaxVL01
-from text_backbone.weights_io import write_json
+from text_backbone.weights_io import replace_folder, temporary_folder, write_json
 from training import checkpointing
 from training.datasets import BatchLayout, DocumentEncoder, DocumentStream, MicroBatches, build_sources, held_out_batches
 from training.dpo import frozen_reference, pair_log_likelihoods, reference_log_likelihoods
@@ -445,19 +443,16 @@ class Trainer:
 
         accelerator = self.accelerator
         final = self.output / "final"
-        temp = self.output / ".tmp-final"
         sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
         # FSDP / ZeRO-3 hold shards: gather a full state dict (a collective, so every process calls it).
         full_state = accelerator.get_state_dict(self.model) if sharded else None
         if accelerator.is_main_process:
-            shutil.rmtree(temp, ignore_errors=True)
+            temp = temporary_folder(final)
             model = accelerator.unwrap_model(self.model)
             if full_state is not None:
                 model = _materialised_copy(model, full_state)
             model.save_pretrained(temp)
-            if final.exists():
-                shutil.rmtree(final)
-            os.replace(temp, final)
+            replace_folder(temp, final)
         accelerator.wait_for_everyone()
         return final
 

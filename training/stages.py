@@ -1,4 +1,4 @@
-"""The four MiniMax-VL-01 training stages as data (SPEC §7.2), read from `training/configs/stage{1,2,3,4}.yaml`.
+"""The four MiniMax-VL-01 training stages as data (SPEC_NOTES §7.2), read from `training/configs/stage{1,2,3,4}.yaml`.
 
     stage = load_stage(1)                                              # the shipped stage-I table
     stage = load_stage(2, ["max_steps=20", "learning_rates.language_model=3e-4"])   # with overrides
@@ -39,7 +39,7 @@ class ScheduleConfig:
 
     cosine: linear warm-up to 1, cosine decay to `min_lr_ratio` at the last step.
     wsd:    warm-up, stable at 1, then an exponential decay to `min_lr_ratio` over the last `decay_fraction`
-            of the steps (the shape MiniMax-Text-01's pre-training used, SPEC §7.3).
+            of the steps (the shape MiniMax-Text-01's pre-training used, SPEC_NOTES §7.3).
     """
 
     kind: str = "cosine"
@@ -62,7 +62,7 @@ class ScheduleConfig:
 class DataConfig:
     """Where documents come from: the on-the-fly generator (`mix`) or a LLaVA/ShareGPT JSON folder (`dataset`).
 
-    mix: a stage number (its `training.data.samples.STAGE_MIXES` entry) or a list of [kind, weight] pairs.
+    mix: a stage number (its `minimax_vl.data.samples.STAGE_MIXES` entry) or a list of [kind, weight] pairs.
     dataset: a folder holding `data.json` (as `python -m training.data.generate` writes it) or a JSON file;
         relative image paths are read against the file's folder. When set, `mix` is ignored.
     num_samples: size of one epoch. None with the generator = an endless stream (sample i is generated sample
@@ -86,7 +86,7 @@ class DataConfig:
     rejected: str = "distractor"
 
     def sample_kinds(self) -> tuple[tuple[str, float], ...]:
-        from training.data.samples import STAGE_MIXES
+        from minimax_vl.data.samples import STAGE_MIXES
 
         if isinstance(self.mix, int) and not isinstance(self.mix, bool):
             if self.mix not in STAGE_MIXES:

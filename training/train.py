@@ -1,4 +1,4 @@
-"""Train one stage of MiniMax-VL-01 (SPEC §7.2) with accelerate: the same command on one CPU or many GPUs.
+"""Train one stage of MiniMax-VL-01 (SPEC_NOTES §7.2) with accelerate: the same command on one CPU or many GPUs.
 
     accelerate launch --config_file training/configs/accelerate/cpu.yaml -m training.train \\
         --stage 1 --preset tiny --output runs/tiny/stage1 --max-steps 20 \\

@@ -4,7 +4,7 @@
     .venv/bin/accelerate launch ... -m training.train --stage 1 --init runs/demo/stage0/final ...
 
 MiniMax-VL-01's ViT was itself trained from scratch before the VL stages (CoCa-style on 694 M image-caption pairs,
-its text decoder discarded afterwards; ../shared/SPEC.md §5.1). At CPU scale a captioning objective starting from
+its text decoder discarded afterwards; SPEC_NOTES §5.1). At CPU scale a captioning objective starting from
 random weights does not learn to read in hours (../shared/FINDINGS.md; our own first demo runs: after 400 VL steps
 the loss did not depend on the image at all). This stage replaces it with a dense, direct signal: every patch token
 of every tile classifies the text under it, with two linear heads that are thrown away afterwards (the tower's
@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import random
-import shutil
 import sys
 import time
 import zlib
@@ -32,12 +30,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from minimax_vl.data.charts import generate_chart
+from minimax_vl.data.maps import generate_map
+from minimax_vl.data.splits import rng_for, seed_for
+from minimax_vl.data.words import generate_words
 from minimax_vl.model import MiniMaxVL01
-from text_backbone.weights_io import write_json
-from training.data.charts import generate_chart
-from training.data.maps import generate_map
-from training.data.splits import rng_for, seed_for
-from training.data.words import generate_words
+from text_backbone.weights_io import replace_folder, temporary_folder, write_json
 from vision.anyres import select_best_resolution
 
 WORD_BUCKETS = 4096  # distinct strings in the easy style: a few hundred; collisions are rare and harmless
@@ -199,12 +197,10 @@ def main(argv: list[str] | None = None) -> int:
         bar.set_postfix(loss=f"{loss.item():.3f}", word=f"{metrics['text_word_acc']:.2f}", refresh=False)
     log.close()
     model.eval()
-    final, temp = args.output / "final", args.output / ".tmp-final"
-    shutil.rmtree(temp, ignore_errors=True)
+    final = args.output / "final"
+    temp = temporary_folder(final)
     model.save_pretrained(temp)
-    if final.exists():
-        shutil.rmtree(final)
-    temp.rename(final)
+    replace_folder(temp, final)
     write_json(args.output / "summary.json", {"steps": args.steps, "train_seconds": seconds, "final": str(final),
                                               **{k: v for k, v in record.items() if k.startswith("val_")}})
     print(f"wrote {final} ({seconds / 60:.1f} training minutes)")

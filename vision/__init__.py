@@ -20,16 +20,7 @@ from .anyres import (
     unpad,
 )
 from .config import PRESETS, VisionConfig
-from .convert import (
-    VisionCheckpointError,
-    copy_released_tensor_,
-    key_mappings,
-    released_key_mapping,
-    released_to_timm,
-    released_vision_keys,
-    released_vision_shapes,
-    timm_to_released,
-)
+from .convert import VisionCheckpointError, released_to_timm, timm_to_released
 from .image_io import DEFAULT_MAX_PIXELS, ImageLoadError, load_image
 from .image_processing import CLIP_MEAN, CLIP_STD, ImageProcessor
 from .vit import VisionTower
@@ -37,8 +28,7 @@ from .vit import VisionTower
 __all__ = [
     "CLIP_MEAN", "CLIP_STD", "DEFAULT_MAX_PIXELS", "MINIMAX_VL_01_GRID_PINPOINTS", "PRESETS",
     "ImageLoadError", "ImageProcessor", "VisionCheckpointError", "VisionConfig", "VisionTower",
-    "anyres_grid_shape", "copy_released_tensor_", "default_grid_pinpoints", "key_mappings", "load_image",
-    "num_image_tokens", "num_tiles", "pack_image_features", "released_key_mapping", "released_to_timm",
-    "released_vision_keys", "released_vision_shapes", "scale_grid_pinpoints", "select_best_resolution",
+    "anyres_grid_shape", "default_grid_pinpoints", "load_image", "num_image_tokens", "num_tiles",
+    "pack_image_features", "released_to_timm", "scale_grid_pinpoints", "select_best_resolution",
     "timm_to_released", "unpad",
 ]

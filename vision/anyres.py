@@ -9,7 +9,7 @@ pinpoints as (width, height) and the released model as (height, width); the rele
 they only could differ on exact ties between a candidate and its transpose. Using one convention in both
 places here rules that out.)
 
-Token layout of one anyres image (SPEC §5.4): the thumbnail's g^2 features, then the tile grid re-assembled
+Token layout of one anyres image (SPEC_NOTES §5.4): the thumbnail's g^2 features, then the tile grid re-assembled
 into one [Hc, Wc] feature map (Hc = rows*g, Wc = cols*g), with the rows/columns that only saw the black
 padding removed ("unpad", floor rounding as released), and a learned `image_newline` appended after every row:
 N = g^2 + H_f * (W_f + 1). Fixed mode (stage I, a single t x t image) is g^2 tokens, no newline.
@@ -30,7 +30,7 @@ def default_grid_pinpoints(tile_size: int = RELEASED_TILE_SIZE, *, max_tiles: in
                            max_tiles_per_side: int = 6) -> list[Size]:
     """All (rows*t, cols*t) with 1 <= rows, cols <= 6 and rows*cols <= 18, rows-major.
 
-    With t = 336 these are the 28 resolutions released with MiniMax-VL-01 (SPEC §5.3; 336 to 2016 per side).
+    With t = 336 these are the 28 resolutions released with MiniMax-VL-01 (SPEC_NOTES §5.3; 336 to 2016 per side).
     """
     return [(rows * tile_size, cols * tile_size)
             for rows in range(1, max_tiles_per_side + 1)
@@ -66,7 +66,7 @@ def validate_grid_pinpoints(pinpoints: Iterable[Sequence[int]], tile_size: int) 
 
 
 def select_best_resolution(image_size: Size, pinpoints: Sequence[Size]) -> Size:
-    """The candidate that keeps the most of the image's pixels, then wastes the least canvas (SPEC §5.3 step 2).
+    """The candidate that keeps the most of the image's pixels, then wastes the least canvas (SPEC_NOTES §5.3 step 2).
 
     For each candidate (H, W): scale = min(W/w, H/h); effective = min(int(w*scale) * int(h*scale), h*w);
     waste = H*W - effective. Highest effective wins; ties go to the lower waste, then to the earlier candidate.
@@ -93,7 +93,7 @@ def anyres_grid_shape(image_size: Size, pinpoints: Sequence[Size], tile_size: in
 def unpad_bounds(image_size: Size, feature_size: Size) -> tuple[int, int, int, int]:
     """(row_start, row_stop, col_start, col_stop) of the feature map that covers the image, not the padding.
 
-    Released floor rounding (SPEC §5.4): if the image is wider than the map, new_h = h*Wc // w and
+    Released floor rounding (SPEC_NOTES §5.4): if the image is wider than the map, new_h = h*Wc // w and
     pad = (Hc - new_h) // 2 rows go from each side (so Hc - 2*pad rows stay); otherwise the same for columns.
     Comparing w*Hc > Wc*h in integers is the released float comparison w/h > Wc/Hc without rounding.
     """
@@ -114,7 +114,7 @@ def unpad(features: torch.Tensor, image_size: Size) -> torch.Tensor:
 
 def num_image_tokens(height: int, width: int, *, tile_size: int = RELEASED_TILE_SIZE, patch_size: int = 14,
                      grid_pinpoints: Sequence[Size] | None = None, mode: str = "anyres") -> int:
-    """LLM tokens for one image: g^2 + H_f * (W_f + 1) in anyres mode (SPEC §5.5), g^2 in fixed mode."""
+    """LLM tokens for one image: g^2 + H_f * (W_f + 1) in anyres mode (SPEC_NOTES §5.5), g^2 in fixed mode."""
     per_tile = _patches_per_side(tile_size, patch_size)
     if mode == "fixed":
         return per_tile**2
@@ -145,7 +145,7 @@ def pack_image_features(
     *,
     mode: str = "anyres",
 ) -> torch.Tensor:
-    """One image's tile features `[n_tiles, g^2, C]` -> its LLM token embeddings `[N, C]` (SPEC §5.4).
+    """One image's tile features `[n_tiles, g^2, C]` -> its LLM token embeddings `[N, C]` (SPEC_NOTES §5.4).
 
     anyres: tile 0 is the thumbnail (g^2 tokens as they are); tiles 1.. are the row-major crops, re-assembled
     into one feature map, unpadded, with `image_newline` `[C]` after every row. fixed: the one tile's g^2 tokens

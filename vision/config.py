@@ -1,6 +1,6 @@
 """`VisionConfig`: the ViT's hyper-parameters, in the released `clip_vision_model` schema.
 
-MiniMax-VL-01's vision tower is a CLIP-style ViT-L/14 at 336 px with exact GELU (SPEC §5.1). The field
+MiniMax-VL-01's vision tower is a CLIP-style ViT-L/14 at 336 px with exact GELU (SPEC_NOTES §5.1). The field
 names are those of the released `config.json` `vision_config` block, so `from_dict(released["vision_config"])`
 reads it directly and `to_dict()` writes it back. Feature selection (`vision_feature_layer`,
 `vision_feature_select_strategy`) is a top-level field of the VL config in the released schema, so it is not
@@ -110,7 +110,7 @@ class VisionConfig:
 
 
 PRESETS: dict[str, VisionConfig] = {
-    # The released MiniMax-VL-01 ViT (SPEC §5.1): 303.5 M parameters without post-LN.
+    # The released MiniMax-VL-01 ViT (SPEC_NOTES §5.1): 303.5 M parameters without post-LN.
     "vit-303m": VisionConfig(),
     # Test-sized: 4x4 patches per 56-px tile, fast enough for parity tests.
     "tiny": VisionConfig(image_size=56, patch_size=14, hidden_size=32, num_hidden_layers=2,

@@ -1,6 +1,6 @@
 """Name map between the released CLIP-style vision weights and `VisionTower` (timm) weights.
 
-Released names (SPEC §6.1) are those of transformers' `CLIPVisionModel`, e.g.
+Released names (SPEC_NOTES §6.1) are those of transformers' `CLIPVisionModel`, e.g.
 `vision_model.encoder.layers.{j}.self_attn.q_proj.weight`; they are given here *without* the checkpoint's
 `vision_tower.` prefix (the caller adds or strips it). The map is one declarative table plus two tensor
 transforms:
@@ -14,8 +14,10 @@ transforms:
 a source has it (transformers' CLIP does) and never required. So is the old `embeddings.position_ids` buffer.
 Everything else is strict: missing, unexpected and mis-shaped keys are all reported in one error.
 
-Two forms: whole dicts (`released_to_timm`, `timm_to_released`) and per key for streaming loaders
-(`released_key_mapping` + `copy_released_tensor_`), which place one released tensor at a time.
+Both directions work on whole state dicts (`released_to_timm`, `timm_to_released`): the vision tower is
+0.3 B parameters, small enough to hold twice while `minimax_vl.weights` streams the text model. The table is
+this package's own rather than a `text_backbone.weights_io.KeyMap`, because `vision` never imports `text_backbone`
+(docs/ARCHITECTURE.md, "The dependency rule").
 """
 from __future__ import annotations
 
@@ -128,43 +130,9 @@ def timm_vision_shapes(config: VisionConfig) -> dict[str, tuple[int, ...]]:
     return {m.timm: m.timm_shape for m in key_mappings(config)}
 
 
-@functools.lru_cache(maxsize=16)
-def _by_released_name(config: VisionConfig) -> dict[str, KeyMapping]:
-    return {m.released: m for m in key_mappings(config)}
-
-
 def is_ignored_released_key(name: str) -> bool:
     """True for source keys that are skipped: `post_layernorm.*` and the `position_ids` buffer."""
     return name.startswith(IGNORED_RELEASED_PREFIXES)
-
-
-def released_key_mapping(name: str, config: VisionConfig) -> KeyMapping | None:
-    """Per-key form for streaming: the mapping of one released name, or None if the key is to be skipped."""
-    if is_ignored_released_key(name):
-        return None
-    mapping = _by_released_name(config).get(name)
-    if mapping is None:
-        raise VisionCheckpointError(_report(unexpected=[name]))
-    return mapping
-
-
-def copy_released_tensor_(
-    timm_state: Mapping[str, torch.Tensor], name: str, tensor: torch.Tensor, config: VisionConfig
-) -> KeyMapping | None:
-    """Copies one released tensor into its place in `timm_state` (e.g. `tower.state_dict()`, whose tensors
-    share storage with the parameters) and returns its mapping; None if the key is skipped.
-
-    A streaming loader calls this once per tensor and checks at the end that every mapping was seen
-    (`key_mappings(config)`); q, k and v each fill one third of the fused qkv tensor.
-    """
-    mapping = released_key_mapping(name, config)
-    if mapping is None:
-        return None
-    if tuple(tensor.shape) != mapping.released_shape:
-        raise VisionCheckpointError(_report(misshaped=[(name, tuple(tensor.shape), mapping.released_shape)]))
-    with torch.no_grad():
-        mapping.timm_region(timm_state[mapping.timm]).copy_(tensor)
-    return mapping
 
 
 def released_to_timm(state_dict: Mapping[str, torch.Tensor], config: VisionConfig) -> dict[str, torch.Tensor]:

@@ -1,12 +1,12 @@
 """Images -> normalised tiles for the ViT: MiniMax-VL-01's dynamic resolution and the fixed stage-I mode.
 
-anyres (SPEC §5.3), for a tile size t (336 released; small presets use their own `image_size`):
+anyres (SPEC_NOTES §5.3), for a tile size t (336 released; small presets use their own `image_size`):
   1. pick the grid resolution (H, W) for the image's (h, w) (`anyres.select_best_resolution`);
   2. resize keeping the aspect ratio to fit (H, W) (bicubic), paste centred on a black H x W canvas;
   3. cut the canvas into t x t tiles, row-major;
   4. prepend a thumbnail: the whole image resized to t x t *without* keeping the aspect ratio;
   5. scale to [0, 1] and normalise with the CLIP mean / std.
-fixed (stage I, SPEC §7.2): only the thumbnail, one t x t tile.
+fixed (stage I, SPEC_NOTES §7.2): only the thumbnail, one t x t tile.
 
 Rounding follows the released processor: the resized side is floor(H * w / h) (or floor(W * h / w)) and the
 paste offset floor((W - new_w) / 2). Where the released code would resize to zero pixels (aspect ratios

@@ -3,7 +3,7 @@
 Shapes: pixel_values `[N, 3, S, S]` (one row per tile), features `[N, P, C]` with P = (S/p)^2 patch tokens
 (P + 1 with the CLS token under strategy "full"), C = hidden_size.
 
-CLIP's ViT is timm's ViT with a few switches (SPEC §5.1): a class token and a learned absolute position table
+CLIP's ViT is timm's ViT with a few switches (SPEC_NOTES §5.1): a class token and a learned absolute position table
 over 1 + (S/p)^2 positions, a bias-free conv patch embedding, a LayerNorm before the blocks (CLIP's
 `pre_layrnorm`, timm's `norm_pre`), qkv with bias, and the activation of the released config (exact GELU).
 The feature path stops at an encoder layer's output: CLIP's `post_layernorm` only feeds the pooled CLS

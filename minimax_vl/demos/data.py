@@ -6,12 +6,13 @@ Sample seeds come from the split: "test" and "heldout" never overlap the trainin
 """
 from __future__ import annotations
 
-from training.data.samples import GeneratorConfig
+from minimax_vl.data.samples import GeneratorConfig
 
 DEMO_IMAGE_SIZE = 192
 DEMO_DIFFICULTY = "easy"
 DEMO_FONT_SCALE = 1.3
 DEMO_START_INDEX = 50_000  # first test-split index the demos show (evaluation starts at 0)
+DEMO_INDEX_SPAN = 900_000  # `make demo` starts somewhere in [DEMO_START_INDEX, + this); the test split holds 1,000,000
 
 
 def demo_generator_config(split: str = "test", image_kinds: tuple[str, ...] = ("chart", "map"),

@@ -1,9 +1,11 @@
 """`make demo`: fresh charts and maps, questions, the model's answers, a running score and an HTML report.
 
-    .venv/bin/python -m minimax_vl.demos.run                     # default: 6 images, report in outputs/demo/
+    .venv/bin/python -m minimax_vl.demos.run                     # default: 6 new images, report in outputs/demo/
+    .venv/bin/python -m minimax_vl.demos.run --seed 7            # the same 6 images on every run
     .venv/bin/python -m minimax_vl.demos.run --model DIR --images 20 --out outputs/demo
 
-Images come from the package's own generators with seeds from the test split, never seen in training.
+Images come from the package's own generators with seeds from the test split, never seen in training. Each run
+draws a new stretch of the split and prints its --seed, so a run worth showing again can be repeated.
 Without --model it uses the demo model shipped in the package when there is one, and otherwise a randomly
 initialised `tiny` model, saying so: the pipeline then runs end to end but its answers are noise.
 """
@@ -13,6 +15,8 @@ import argparse
 import base64
 import html
 import io
+import random
+import secrets
 import sys
 import time
 from pathlib import Path
@@ -20,11 +24,11 @@ from pathlib import Path
 import torch
 
 from minimax_vl.answers import MAX_REPLY_TOKENS
-from minimax_vl.evaluation import draw_report_chart, format_report_table, score_predictions
+from minimax_vl.data.samples import make_sample
+from minimax_vl.data.scoring import draw_report_chart, format_report_table, score_predictions
+from minimax_vl.demos.data import DEMO_INDEX_SPAN, DEMO_START_INDEX, demo_generator_config
 from minimax_vl.model import MiniMaxVL01
 from minimax_vl.vqa import answer_records, questions_of
-from minimax_vl.demos.data import DEMO_START_INDEX, demo_generator_config
-from training.data.samples import make_sample
 
 
 def load_demo_model(path: str | None) -> tuple[MiniMaxVL01, str]:
@@ -37,6 +41,12 @@ def load_demo_model(path: str | None) -> tuple[MiniMaxVL01, str]:
         return MiniMaxVL01.from_pretrained(shipped), f"the shipped demo model ({shipped})"
     return MiniMaxVL01.from_preset("tiny"), ("a RANDOMLY INITIALISED tiny model: no trained demo model ships yet, so "
                                              "the answers below are noise; the point is the pipeline running end to end")
+
+
+def demo_start_index(seed: int) -> int:
+    """The first test-split sample a demo run with this seed shows: a pure function of the seed, in
+    [DEMO_START_INDEX, DEMO_START_INDEX + DEMO_INDEX_SPAN), so demos never show the images evaluation scores."""
+    return DEMO_START_INDEX + random.Random(f"demo:{seed}").randrange(DEMO_INDEX_SPAN)
 
 
 def _image_html(image) -> str:
@@ -78,20 +88,28 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="checkpoint folder (default: the shipped demo model, else a random tiny one)")
     parser.add_argument("--images", type=int, default=6, help="how many generated images to ask about (default 6)")
-    parser.add_argument("--start", type=int, default=DEMO_START_INDEX,
-                        help=f"first test-split sample index (default {DEMO_START_INDEX})")
+    parser.add_argument("--seed", type=int, default=None,
+                        help="pick the images from this seed, the same on every run (default: a new seed each run)")
+    parser.add_argument("--start", type=int, default=None,
+                        help="first test-split sample index, instead of one picked from the seed")
     parser.add_argument("--out", default="outputs/demo", help="folder for report.html (default outputs/demo)")
     parser.add_argument("--max-new-tokens", type=int, default=MAX_REPLY_TOKENS,
                         help=f"reply length cap, transcription included (default {MAX_REPLY_TOKENS})")
     args = parser.parse_args(argv)
     torch.set_num_threads(max(1, torch.get_num_threads()))
 
+    if args.start is None:
+        seed = secrets.randbelow(1_000_000) if args.seed is None else args.seed
+        first, origin = demo_start_index(seed), f"seed {seed}; `--seed {seed}` shows the same images again"
+    else:
+        first, origin = args.start, f"--start {args.start}"
     model, what = load_demo_model(args.model)
-    print(f"Using {what}.\n")
+    print(f"Using {what}.")
+    print(f"Test-split images {first} to {first + args.images - 1} ({origin}).\n")
     config = demo_generator_config("test")
     by_sample, flat = {}, []
     start = time.perf_counter()
-    for index in range(args.start, args.start + args.images):
+    for index in range(first, first + args.images):
         sample = make_sample(config, index)
         records = questions_of(sample)
         shown_reading = False

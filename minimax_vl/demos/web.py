@@ -25,9 +25,9 @@ os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 import gradio as gr  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from minimax_vl.data.samples import Sample, make_sample  # noqa: E402
 from minimax_vl.demos.data import DEMO_START_INDEX, demo_generator_config  # noqa: E402
 from minimax_vl.vqa import questions_of  # noqa: E402
-from training.data.samples import Sample, make_sample  # noqa: E402
 from vision.image_io import ImageLoadError, load_image  # noqa: E402
 
 MB = 1024 * 1024

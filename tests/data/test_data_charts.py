@@ -5,11 +5,11 @@ import re
 import numpy as np
 import pytest
 
-from minimax_vl.evaluation import is_correct
-from training.data.chart_questions import chart_questions, describe_chart
-from training.data.charts import CHART_TYPES, generate_chart
-from training.data.drawing import layout_problems
-from training.data.splits import rng_for
+from minimax_vl.data.chart_questions import chart_questions, describe_chart
+from minimax_vl.data.charts import CHART_TYPES, generate_chart
+from minimax_vl.data.drawing import layout_problems
+from minimax_vl.data.scoring import is_correct
+from minimax_vl.data.splits import rng_for
 
 SETTINGS = [(split, difficulty) for split in ("train", "heldout") for difficulty in ("easy", "normal")]
 

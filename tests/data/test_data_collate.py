@@ -4,10 +4,15 @@ import random
 import pytest
 import torch
 
-from training.data.collate import (PackingCollator, PaddingCollator, first_fit, supervised_token_fraction,
-                                   useful_token_fraction)
+from minimax_vl.data.samples import STAGE_MIXES, GeneratorConfig, make_sample
+from training.data.collate import (
+    PackingCollator,
+    PaddingCollator,
+    first_fit,
+    supervised_token_fraction,
+    useful_token_fraction,
+)
 from training.data.encoding import IGNORE_INDEX, encode_conversation
-from training.data.samples import STAGE_MIXES, GeneratorConfig, make_sample
 from training.data.tokenizer import load_tokenizer
 
 PAD = 2

@@ -3,8 +3,8 @@ import pytest
 import torch
 
 from minimax_vl.chat_template import BOS, EOS, IMAGE, render, render_segments
+from minimax_vl.data.samples import GeneratorConfig, make_sample
 from training.data.encoding import IGNORE_INDEX, encode_conversation, image_token_id, images_kept
-from training.data.samples import GeneratorConfig, make_sample
 from training.data.tokenizer import load_tokenizer
 
 TOKENIZER = load_tokenizer()

@@ -4,8 +4,15 @@ import json
 import pytest
 from PIL import Image
 
-from minimax_vl.evaluation import (exact_match, format_report_table, is_correct, parse_number, relaxed_match,
-                                   score_predictions, write_report)
+from minimax_vl.data.scoring import (
+    exact_match,
+    format_report_table,
+    is_correct,
+    parse_number,
+    relaxed_match,
+    score_predictions,
+    write_report,
+)
 
 # (prediction, answer, relaxed verdict)
 CASES = [

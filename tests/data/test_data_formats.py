@@ -4,8 +4,16 @@ import json
 import pytest
 
 from minimax_vl.chat_template import render
-from training.data.formats import (DataFormatError, Sample, from_llava, from_messages, from_record, read_dataset,
-                                   to_llava, write_llava)
+from minimax_vl.data.formats import (
+    DataFormatError,
+    Sample,
+    from_llava,
+    from_messages,
+    from_record,
+    read_dataset,
+    to_llava,
+    write_llava,
+)
 
 LLAVA = {
     "id": "a1",

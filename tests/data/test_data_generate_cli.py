@@ -7,9 +7,9 @@ from pathlib import Path
 from PIL import Image
 
 from minimax_vl.chat_template import render
-from training.data.formats import read_dataset
+from minimax_vl.data.formats import read_dataset
+from minimax_vl.data.samples import STAGE_MIXES, GeneratorConfig, make_sample
 from training.data.generate import main
-from training.data.samples import STAGE_MIXES, GeneratorConfig, make_sample
 
 ROOT = Path(__file__).resolve().parents[2]
 

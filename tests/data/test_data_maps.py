@@ -5,11 +5,11 @@ import re
 
 import numpy as np
 
-from minimax_vl.evaluation import is_correct
-from training.data.drawing import layout_problems
-from training.data.map_questions import describe_map, map_questions
-from training.data.maps import generate_map
-from training.data.splits import rng_for
+from minimax_vl.data.drawing import layout_problems
+from minimax_vl.data.map_questions import describe_map, map_questions
+from minimax_vl.data.maps import generate_map
+from minimax_vl.data.scoring import is_correct
+from minimax_vl.data.splits import rng_for
 
 SETTINGS = [(split, difficulty) for split in ("train", "heldout") for difficulty in ("easy", "normal")]
 POINTS = ["east", "northeast", "north", "northwest", "west", "southwest", "south", "southeast"]

@@ -1,13 +1,13 @@
-"""Packed batches give the same per-document loss as padded ones, through the text backbone (SPEC §7.5)."""
+"""Packed batches give the same per-document loss as padded ones, through the text backbone (SPEC_NOTES §7.5)."""
 import torch
 import torch.nn.functional as F
 
+from minimax_vl.data.samples import GeneratorConfig, make_sample
 from minimax_vl.tokenizer import shipped_tokenizer
 from text_backbone.config import MiniMaxText01Config
 from text_backbone.model import MiniMaxText01ForCausalLM
 from training.data.collate import PackingCollator, PaddingCollator
 from training.data.encoding import encode_conversation
-from training.data.samples import GeneratorConfig, make_sample
 
 
 def _per_document_losses(logits, labels, starts, lengths):

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 from minimax_vl.chat_template import IMAGE, render
-from minimax_vl.evaluation import is_correct
-from training.data.samples import SAMPLE_KINDS, STAGE_MIXES, GeneratorConfig, iter_samples, make_sample
-from training.data.splits import SPLIT_SEED_RANGES, rng_for, seed_for
-from training.data.text_only import text_question
-from training.data.vocab import FUNCTION_WORDS, HELDOUT, TRAIN
+from minimax_vl.data.samples import SAMPLE_KINDS, STAGE_MIXES, GeneratorConfig, iter_samples, make_sample
+from minimax_vl.data.scoring import is_correct
+from minimax_vl.data.splits import SPLIT_SEED_RANGES, rng_for, seed_for
+from minimax_vl.data.text_only import text_question
+from minimax_vl.data.vocab import FUNCTION_WORDS, HELDOUT, TRAIN
 
 
 def test_split_seed_ranges_are_disjoint():

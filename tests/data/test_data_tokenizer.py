@@ -1,10 +1,11 @@
 """The shipped tokenizer: special tokens are single tokens, digits split, decoding round-trips,
 training is deterministic."""
 import pytest
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from minimax_vl.chat_template import IMAGE, SPECIAL_TOKENS, render
-from training.data.samples import GeneratorConfig, make_sample
+from minimax_vl.data.samples import GeneratorConfig, make_sample
 from training.data.tokenizer import DEFAULT_PATH, load_tokenizer, tokenizer_corpus, train_tokenizer
 
 TOKENIZER = load_tokenizer()

@@ -1,16 +1,16 @@
-"""The transcription a read-first model writes (training/data/reading.py): fields, text, parsing, scan order,
+"""The transcription a read-first model writes (minimax_vl/data/reading.py): fields, text, parsing, scan order,
 and the samples built on it (reading, read-first vqa, text-only reasoning)."""
 from __future__ import annotations
 
 import pytest
 
 from minimax_vl.chat_template import render_segments
-from training.data.charts import generate_chart
-from training.data.maps import generate_map
-from training.data.reading import (ANSWER_MARKER, chart_fields, map_fields, parse_reading, read_then_answer,
-                                   reading_text, scene_fields, score_reading, split_reply)
-from training.data.samples import GeneratorConfig, make_sample
-from training.data.splits import rng_for
+from minimax_vl.data.charts import generate_chart
+from minimax_vl.data.maps import generate_map
+from minimax_vl.data.reading import (ANSWER_MARKER, chart_fields, map_fields, parse_reading, read_then_answer,
+                                     reading_text, scene_fields, score_reading, split_reply)
+from minimax_vl.data.samples import GeneratorConfig, make_sample
+from minimax_vl.data.splits import rng_for
 
 
 def _scenes(difficulty, count, draw=False):

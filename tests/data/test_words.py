@@ -4,9 +4,9 @@ import random
 
 import pytest
 
-from training.data.samples import GeneratorConfig, make_sample
-from training.data.vocab import vocabulary
-from training.data.words import generate_words, word_pool
+from minimax_vl.data.samples import GeneratorConfig, make_sample
+from minimax_vl.data.vocab import vocabulary
+from minimax_vl.data.words import generate_words, word_pool
 
 
 @pytest.mark.parametrize("seed", range(60))

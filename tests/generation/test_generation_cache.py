@@ -81,7 +81,7 @@ def test_lightning_and_softmax_layers_reject_each_others_calls():
         cache.set_lightning_state(SOFTMAX_LAYER, torch.zeros(B, H, D, D))
 
 
-def test_select_rows_and_reorder():
+def test_select_rows():
     cache = HybridCache(CONFIG, min_capacity=8)
     step(cache, 3)
     for layer in range(7):  # make the two rows' states differ
@@ -92,10 +92,8 @@ def test_select_rows_and_reorder():
     assert torch.equal(keys, torch.stack([ref[1], ref[1], ref[0]]))
     assert cache.lightning_state(0)[:, 0, 0, 0].tolist() == [1.0, 1.0, 0.0]
     assert cache.capacity == 8 and cache.batch_size == 3 and cache.seq_len == 3
-    cache.reorder([2, 0, 1])
+    cache.select_rows([2, 0, 1])  # a permutation keeps the batch size
     assert cache.lightning_state(0)[:, 0, 0, 0].tolist() == [0.0, 1.0, 1.0]
-    with pytest.raises(ValueError, match="one index per row"):
-        cache.reorder([0])
     with pytest.raises(IndexError, match=r"\[0, 3\)"):
         cache.select_rows([3])
 

@@ -6,7 +6,8 @@ import threading
 import pytest
 import torch
 
-from minimax_vl.generation import GenerationConfig, Generator, TextIteratorStreamer, TextStreamer
+from text_backbone.generation import GenerationConfig, Generator
+from text_backbone.streamers import TextIteratorStreamer, TextStreamer
 from text_backbone.config import MiniMaxText01Config
 from text_backbone.generation import IncrementalDetokenizer
 from text_backbone.model import MiniMaxText01ForCausalLM

@@ -4,7 +4,7 @@ The weights go through the production converter (`text_backbone.convert.transfor
 Where transformers' math departs from the released model we configure around it and say so:
 - transformers 5.24 rotates the whole head (no partial-rotary field): `from_dict` of its config gives
   `rotary_dim = head_dim`, so both models rotate every channel here.
-- its decay factor is 1 - l/(L-1+1e-5) + 1e-5 instead of the released 1 - l/(L-1) + 1e-5 (SPEC §2.3); we copy
+- its decay factor is 1 - l/(L-1+1e-5) + 1e-5 instead of the released 1 - l/(L-1) + 1e-5 (SPEC_NOTES §2.3); we copy
   its `slope_rate` into our `slope` buffers so the comparison is about generation, not a 1e-7 formula change.
 - its lightning output norm has eps 1e-6 (RMSNorm's default), which is also our `lightning_norm_eps` default.
 - left-padded batches: transformers 5.24's `MiniMaxCache.get_seq_length()` reads layer 0, a lightning layer, and

@@ -12,11 +12,11 @@ import torch
 from safetensors import safe_open
 
 import minimax_vl
+from minimax_vl.data.samples import make_sample
+from minimax_vl.data.scoring import score_predictions
 from minimax_vl.demos.data import demo_generator_config
-from minimax_vl.evaluation import score_predictions
 from minimax_vl.model import MiniMaxVL01
 from minimax_vl.vqa import answer_records, questions_of
-from training.data.samples import make_sample
 
 DEMO = Path(minimax_vl.DEMO_MODEL)
 

@@ -1,6 +1,6 @@
 """The released configuration, built on the meta device: parameter counts and the checkpoint manifest.
 
-Expected values are derived here from SPEC §5.1, §5.2, §1.1 and §6.1 (the architecture and the naming rules),
+Expected values are derived here from SPEC_NOTES §5.1, §5.2, §1.1 and §6.1 (the architecture and the naming rules),
 not read back from the model, so a wrong layer, width or name in the model fails the comparison.
 """
 import pytest
@@ -10,7 +10,7 @@ from minimax_vl.config import MiniMaxVL01Config
 from minimax_vl.model import MiniMaxVL01, parameter_counts
 from minimax_vl.weights import released_state_dict
 
-# SPEC §1.1 / §5.1 sizes of the released model.
+# SPEC_NOTES §1.1 / §5.1 sizes of the released model.
 HIDDEN, LAYERS, HEADS, KV_HEADS, HEAD_DIM, VOCAB = 6144, 80, 64, 8, 128, 200064
 EXPERTS, EXPERT_FFN = 32, 9216
 VIT_WIDTH, VIT_LAYERS, VIT_MLP, PATCH, POSITIONS = 1024, 24, 4096, 14, 577
@@ -25,11 +25,11 @@ def released_on_meta():
 
 
 def _is_softmax_layer(i: int) -> bool:
-    return (i + 1) % 8 == 0  # SPEC §1.1: one softmax layer after every seven lightning layers
+    return (i + 1) % 8 == 0  # SPEC_NOTES §1.1: one softmax layer after every seven lightning layers
 
 
 def expected_manifest() -> dict[str, tuple[int, ...]]:
-    """SPEC §6.1: 13 globals + 103 tensors per text layer + 16 per ViT layer, with shapes from the architecture."""
+    """SPEC_NOTES §6.1: 13 globals + 103 tensors per text layer + 16 per ViT layer, shapes from the architecture."""
     inner = HEADS * HEAD_DIM  # 8192: attention width != hidden size
     names = {
         "language_model.model.embed_tokens.weight": (VOCAB, HIDDEN),
@@ -99,10 +99,10 @@ def _numel(shape) -> int:
 
 def test_parameter_counts(released_on_meta):
     counts = parameter_counts(released_on_meta)
-    assert counts["vision_tower"] == 303_505_408  # SPEC §5.1: 303.5 M without post-LN
-    assert counts["multi_modal_projector"] == 44_052_480  # SPEC §5.2: ≈44.1 M
+    assert counts["vision_tower"] == 303_505_408  # SPEC_NOTES §5.1: 303.5 M without post-LN
+    assert counts["multi_modal_projector"] == 44_052_480  # SPEC_NOTES §5.2: ≈44.1 M
     assert counts["image_newline"] == HIDDEN
-    # 456.09 B (SPEC §1.1), exactly the sum of the manifest's text tensors.
+    # 456.09 B (SPEC_NOTES §1.1), exactly the sum of the manifest's text tensors.
     text = sum(_numel(s) for k, s in expected_manifest().items() if k.startswith("language_model."))
     assert counts["language_model"] == text
     assert round(counts["language_model"] / 1e9, 2) == 456.09
@@ -112,7 +112,7 @@ def test_parameter_counts(released_on_meta):
 
 
 def test_vit_and_projector_counts_from_formula():
-    """The two vision-side numbers above, re-derived from the layer sizes (SPEC §5.1, §5.2)."""
+    """The two vision-side numbers above, re-derived from the layer sizes (SPEC_NOTES §5.1, §5.2)."""
     manifest = expected_manifest()
     vit = sum(_numel(s) for k, s in manifest.items() if k.startswith("vision_tower."))
     projector = sum(_numel(s) for k, s in manifest.items() if k.startswith("multi_modal_projector."))
@@ -129,7 +129,7 @@ def test_released_state_dict_is_the_spec_manifest(released_on_meta):
     assert len(state) == 8637
     wrong = {k: (tuple(state[k].shape), v) for k, v in expected.items() if tuple(state[k].shape) != v}
     assert not wrong, f"shape mismatches (got, expected): {dict(list(wrong.items())[:5])}"
-    # A handful spelled out, as SPEC §6.1 lists them.
+    # A handful spelled out, as SPEC_NOTES §6.1 lists them.
     assert tuple(state["language_model.model.layers.7.self_attn.k_proj.weight"].shape) == (1024, 6144)
     assert tuple(state["language_model.model.layers.0.self_attn.qkv_proj.weight"].shape) == (24576, 6144)
     assert tuple(state["language_model.model.layers.79.block_sparse_moe.experts.31.w2.weight"].shape) == (6144, 9216)

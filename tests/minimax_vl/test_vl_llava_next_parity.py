@@ -1,4 +1,4 @@
-"""Acceptance: a tiny transformers LLaVA-NeXT with a MiniMax text model gives our logits (SPEC §5).
+"""Acceptance: a tiny transformers LLaVA-NeXT with a MiniMax text model gives our logits (SPEC_NOTES §5).
 
 MiniMax-VL-01 is LLaVA-NeXT's design (CLIP ViT -> 2-layer GELU MLP -> anyres packing with `image_newline`)
 around MiniMax-Text-01, so transformers' `LlavaNextForConditionalGeneration` with a `CLIPVisionModel`
@@ -10,10 +10,10 @@ Where transformers departs from the released model we configure around it, as in
 tests/text_backbone/test_transformers_parity.py:
 - transformers 5.24's MiniMax rotates the whole head, so the converted config has rotary_dim = head_dim;
 - its base lightning slopes skip ALiBi's interleaving for non-power-of-two head counts: 4 heads here;
-- its slope layer factor 1 - l/(L-1+1e-5) differs from the released 1 - l/(L-1) by ~1e-6 relative (SPEC §10.4),
+- its slope layer factor 1 - l/(L-1+1e-5) differs from the released 1 - l/(L-1) by ~1e-6 relative (SPEC_NOTES §10.4),
   far below the tolerance.
 - LLaVA-NeXT unpads with `int(round(h * (Wc / w), 7))`, the released model with the integer floor
-  `h * Wc // w` (SPEC §5.4). These agree unless the exact quotient lies within 5e-8 below an integer, which
+  `h * Wc // w` (SPEC_NOTES §5.4). These agree unless the exact quotient lies within 5e-8 below an integer, which
   needs a side of over 2e7 px; the parity images are ordinary sizes, and the last test pins our floor on a
   size where the two differ.
 """
@@ -153,7 +153,7 @@ def test_images_matter_to_the_comparison(models, make_image):
 
 
 def _released_token_count(height, width, pinpoints, tile, patch):
-    """SPEC §5.4-5.5 written out: best grid, then the released floor unpad `h * Wc // w`."""
+    """SPEC_NOTES §5.4-5.5 written out: best grid, then the released floor unpad `h * Wc // w`."""
     best_h, best_w = max(  # most effective pixels, then least waste, first candidate on exact ties
         pinpoints, key=lambda p: (_effective(height, width, p), -(p[0] * p[1] - _effective(height, width, p))))
     g = tile // patch
@@ -208,7 +208,7 @@ def test_unpad_uses_the_released_floor_where_llava_next_rounds():
 
 
 def test_spec_token_examples():
-    """SPEC §5.5's table (28-entry released grid), from the released formula and from our processor math."""
+    """SPEC_NOTES §5.5's table (28-entry released grid), from the released formula and from our processor math."""
     pinpoints = [list(p) for p in default_grid_pinpoints(336)]
     table = {(336, 336): 1176, (480, 640): 2340, (1000, 1000): 5832, (768, 1024): 7560, (1080, 1920): 9864,
              (2000, 1000): 11088, (3000, 3000): 9888}

@@ -15,12 +15,12 @@ from minimax_vl.weights import released_state_dict
 from text_backbone.weights_io import KeyMismatchError
 from vision.convert import VisionCheckpointError
 
-# Name parts that only timm's ViT uses; a saved checkpoint must hold CLIP names instead (SPEC §6.1).
+# Name parts that only timm's ViT uses; a saved checkpoint must hold CLIP names instead (SPEC_NOTES §6.1).
 TIMM_NAME_PARTS = {"blocks", "cls_token", "pos_embed", "patch_embed", "norm_pre", "qkv", "proj", "norm1", "norm2"}
 
 
 def released_vision_names(num_layers):
-    """SPEC §6.1's vision names, from its rules: 5 globals + 16 per encoder layer."""
+    """SPEC_NOTES §6.1's vision names, from its rules: 5 globals + 16 per encoder layer."""
     prefix = "vision_tower.vision_model."
     names = {prefix + n for n in ("embeddings.class_embedding", "embeddings.patch_embedding.weight",
                                   "embeddings.position_embedding.weight", "pre_layrnorm.weight", "pre_layrnorm.bias")}

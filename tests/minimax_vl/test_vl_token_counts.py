@@ -1,7 +1,7 @@
 """The processor's placeholder count equals the number of features the model packs, for every image.
 
-The processor decides how many `<image>` ids an image becomes from its size alone (SPEC §5.5); the model
-packs the ViT features of the tiles it was given (SPEC §5.4). If the two ever disagree, `masked_scatter`
+The processor decides how many `<image>` ids an image becomes from its size alone (SPEC_NOTES §5.5); the model
+packs the ViT features of the tiles it was given (SPEC_NOTES §5.4). If the two ever disagree, `masked_scatter`
 would shift every later image and text embedding, so this is checked on many sizes, in both image modes,
 with several images per prompt and across a batch.
 """
@@ -46,16 +46,16 @@ def test_placeholders_equal_packed_features(tiny_model, images, mode):
     assert [list(s) for s in inputs["image_sizes"]] == [[h, w] for h, w in SIZES]
     grid = tiny_model.config.vision_config.grid_size  # 4 patches per side of a 56-px tile
     if mode == "fixed":
-        assert per_image == [grid**2] * len(SIZES)  # one tile, no newline (SPEC §5.3 "resize")
+        assert per_image == [grid**2] * len(SIZES)  # one tile, no newline (SPEC_NOTES §5.3 "resize")
         assert all(p.shape[0] == 1 for p in inputs["pixel_values"])
     else:
-        # A few counts by hand (tile 56, g = 4, SPEC §5.5: N = g^2 + H_f (W_f + 1)):
+        # A few counts by hand (tile 56, g = 4, SPEC_NOTES §5.5: N = g^2 + H_f (W_f + 1)):
         by_size = dict(zip(SIZES, per_image))
         assert by_size[(56, 56)] == 16 + 4 * 5  # 1x1 grid, nothing to unpad
         assert by_size[(1, 1)] == 16 + 4 * 5  # upscaled into the 56x56 grid
         assert by_size[(56, 168)] == 16 + 4 * 13  # 1x3 grid, exact fit
         assert by_size[(168, 112)] == 16 + 12 * 9  # 3x2 grid, exact fit
-        # So wide that no feature row survives the floor unpadding (SPEC §5.4): the thumbnail only.
+        # So wide that no feature row survives the floor unpadding (SPEC_NOTES §5.4): the thumbnail only.
         assert by_size[(1, 3000)] == by_size[(2, 1200)] == 16
         # So tall that no column survives; every one of the 4 rows of the 1x1 grid keeps its newline.
         assert by_size[(3000, 1)] == by_size[(1100, 3)] == 16 + 4 * 1

@@ -46,7 +46,7 @@ def _one_thread():
 
 
 def model_slopes(layer: int, num_heads: int = 64, num_layers: int = 80) -> torch.Tensor:
-    """The released model's per-head decay rates (SPEC §2.3): 2^(-8(h+1)/H) * (1 - l/(L-1) + 1e-5)."""
+    """The released model's per-head decay rates (SPEC_NOTES §2.3): 2^(-8(h+1)/H) * (1 - l/(L-1) + 1e-5)."""
     heads = torch.arange(num_heads, dtype=F64)
     return 2.0 ** (-8.0 * (heads + 1) / num_heads) * (1.0 - layer / (num_layers - 1) + 1e-5)
 

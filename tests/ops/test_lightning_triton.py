@@ -329,14 +329,14 @@ def test_errors_name_the_problem():
 
 
 def _run_compile_check(*flags: str) -> list[dict]:
-    """Runs compile_check.py in a fresh interpreter without TRITON_INTERPRET (this process has the interpreter
+    """Runs benchmarks/triton_compile_check.py in a fresh interpreter without TRITON_INTERPRET (this process has the interpreter
     on, and Triton picks compiler or interpreter once, when kernels are defined)."""
     env = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
     env["PYTHONPATH"] = os.pathsep.join([str(REPO_ROOT), env.get("PYTHONPATH", "")])
     with tempfile.TemporaryDirectory() as tmp:
         report_path = Path(tmp) / "reports.json"
         result = subprocess.run(
-            [sys.executable, "-m", "text_backbone.ops.lightning_attn.triton.compile_check", *flags,
+            [sys.executable, str(REPO_ROOT / "benchmarks" / "triton_compile_check.py"), *flags,
              "--json", str(report_path)],
             cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=1200,
         )

@@ -1,4 +1,4 @@
-"""Softmax attention and partial RoPE against plain written-out references (SPEC §3)."""
+"""Softmax attention and partial RoPE against plain written-out references (SPEC_NOTES §3)."""
 import math
 
 import torch

@@ -23,19 +23,19 @@ def test_full_preset_on_meta_has_spec_parameter_counts():
     with torch.device("meta"):
         model = MiniMaxText01ForCausalLM(cfg)
     counts = parameter_counts(model)
-    # SPEC §1.1: 456.09 B total, 45.945 B active per token excluding embedding and lm_head.
+    # SPEC_NOTES §1.1: 456.09 B total, 45.945 B active per token excluding embedding and lm_head.
     assert round(counts["total"] / 1e9, 2) == 456.09
     assert round(counts["active_non_embedding"] / 1e9, 3) == 45.945
     layers = model.model.layers
     assert [i for i, layer in enumerate(layers) if not layer.is_lightning] == list(range(7, 80, 8))
-    # Per-layer sizes re-derived from SPEC §2.1 / §3 / §4.1.
+    # Per-layer sizes re-derived from SPEC_NOTES §2.1 / §3 / §4.1.
     assert sum(p.numel() for p in layers[0].self_attn.parameters()) == 251_666_432
     assert sum(p.numel() for p in layers[7].self_attn.parameters()) == 113_246_208
     assert sum(p.numel() for p in layers[0].block_sparse_moe.parameters()) == 5_436_014_592
 
 
 def test_slopes_match_spec_table():
-    # SPEC §2.3: (layer, head) -> slope; 64 heads, 80 layers.
+    # SPEC_NOTES §2.3: (layer, head) -> slope; 64 heads, 80 layers.
     s0 = lightning_slopes(64, 0, 80)
     s40 = lightning_slopes(64, 40, 80)
     s78 = lightning_slopes(64, 78, 80)
@@ -71,7 +71,7 @@ def test_decoder_layer_is_postnorm_with_alpha_beta():
 
 
 def test_lightning_qkv_split_is_head_major():
-    """Rows [3D*h, 3D*h+D) of qkv_proj are q of head h (SPEC §2.1): an all-q/all-k/all-v reading differs."""
+    """Rows [3D*h, 3D*h+D) of qkv_proj are q of head h (SPEC_NOTES §2.1): an all-q/all-k/all-v reading differs."""
     model = tiny_model()
     attn = model.model.layers[0].self_attn
     H, D = attn.num_heads, attn.head_dim

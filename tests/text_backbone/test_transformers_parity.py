@@ -1,11 +1,11 @@
-"""Parity with transformers' native `MiniMaxForCausalLM` (SPEC §6.3 layout), through our from_pretrained.
+"""Parity with transformers' native `MiniMaxForCausalLM` (SPEC_NOTES §6.3 layout), through our from_pretrained.
 
 Where transformers departs from the released model we configure around it and say so:
 - transformers 5.24 rotates the whole head (no partial-rotary field), so the parity model uses full rotary here;
-  our partial RoPE is checked against SPEC §3 in test_layers_reference.py.
-- transformers' slope factor is 1 - l/(L-1+1e-5) + 1e-5 instead of the released 1 - l/(L-1) + 1e-5 (SPEC §2.3);
+  our partial RoPE is checked against SPEC_NOTES §3 in test_layers_reference.py.
+- transformers' slope factor is 1 - l/(L-1+1e-5) + 1e-5 instead of the released 1 - l/(L-1) + 1e-5 (SPEC_NOTES §2.3);
   for L = 8 that is a relative change of ~1e-6 in the decay rates, far below the 1e-4 logit tolerance. Our slopes
-  are checked against SPEC §2.3's table in test_model.py.
+  are checked against SPEC_NOTES §2.3's table in test_model.py.
 - transformers' base slopes skip ALiBi's interleaving for non-power-of-two head counts, so the parity model uses 4 heads.
 """
 import pytest

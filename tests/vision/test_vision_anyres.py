@@ -1,4 +1,4 @@
-"""Dynamic-resolution geometry and token packing (SPEC §5.3-5.5)."""
+"""Dynamic-resolution geometry and token packing (SPEC_NOTES §5.3-5.5)."""
 import random
 
 import pytest
@@ -17,7 +17,7 @@ from vision.anyres import (
     validate_grid_pinpoints,
 )
 
-# SPEC §5.5: image h x w -> chosen W x H, crops, tokens (28-entry list).
+# SPEC_NOTES §5.5: image h x w -> chosen W x H, crops, tokens (28-entry list).
 SPEC_TABLE = [
     ((336, 336), (336, 336), 1, 1176),
     ((480, 640), (672, 672), 4, 2340),

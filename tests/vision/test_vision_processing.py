@@ -16,7 +16,7 @@ BLACK = torch.tensor([-m / s for m, s in zip(CLIP_MEAN, CLIP_STD)])  # a padding
 
 
 def reference_tiles(image: Image.Image, tile: int, pinpoints) -> torch.Tensor:
-    """SPEC §5.3 step by step with PIL crops and torchvision transforms (float math as released)."""
+    """SPEC_NOTES §5.3 step by step with PIL crops and torchvision transforms (float math as released)."""
     width, height = image.size
     target_h, target_w = select_best_resolution((height, width), pinpoints)
     canvas = Image.new("RGB", (target_w, target_h), (0, 0, 0))

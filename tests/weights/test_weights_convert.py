@@ -41,7 +41,7 @@ def hf_model():
 
 
 def released_key_shapes():
-    """The released layout (SPEC §6.2) for the tiny config, written out independently of the converter."""
+    """The released layout (SPEC_NOTES §6.2) for the tiny config, written out independently of the converter."""
     shapes = {"model.embed_tokens.weight": (VOCAB, HIDDEN), "model.norm.weight": (HIDDEN,),
               "lm_head.weight": (VOCAB, HIDDEN)}
     for i, kind in enumerate(LAYER_TYPES):
@@ -84,7 +84,7 @@ def test_transformers_state_dict_converts_to_the_released_layout(hf_model):
 
 
 def test_unfused_experts_compute_what_transformers_computes(hf_model):
-    """w1 is the SiLU (gate) branch, w3 the linear (up) branch, w2 the down projection (SPEC §4.1)."""
+    """w1 is the SiLU (gate) branch, w3 the linear (up) branch, w2 the down projection (SPEC_NOTES §4.1)."""
     released = convert_state_dict(hf_model.state_dict(), transformers_to_released())
     experts = hf_model.model.layers[0].mlp.experts
     x = torch.randn(5, HIDDEN)

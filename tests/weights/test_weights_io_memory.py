@@ -32,7 +32,7 @@ CHILD = textwrap.dedent("""
                 return int(line.split()[1]) * 1024
 
     def peak_growth(directory, remap_bytes):
-        weights_io.REMAP_BYTES = remap_bytes
+        weights_io.reading.REMAP_BYTES = remap_bytes
         with torch.device("meta"):
             module = nn.Module()
             for i in range({parameters}):
@@ -48,7 +48,7 @@ CHILD = textwrap.dedent("""
         gc.collect()
         return growth, checksum
 
-    print(json.dumps({{"sharded": peak_growth(sys.argv[1], weights_io.REMAP_BYTES),
+    print(json.dumps({{"sharded": peak_growth(sys.argv[1], weights_io.reading.REMAP_BYTES),
                       "single_remapped": peak_growth(sys.argv[2], 8 * 2**20)}}))
 """).format(parameters=PARAMETERS, rows=ROWS, cols=COLS)
 
@@ -131,9 +131,9 @@ def test_loading_reads_one_tensor_at_a_time(tmp_path, monkeypatch, build_module,
     expected = weights_io.convert_state_dict(state, rules)
     with torch.device("meta"):
         module = build_module({key: tuple(t.shape) for key, t in expected.items()})
-    spy = _SpyingSafeOpen(weights_io.safe_open)
-    monkeypatch.setattr(weights_io, "safe_open", spy)
-    monkeypatch.setattr(weights_io, "REMAP_BYTES", 100 * 1024)
+    spy = _SpyingSafeOpen(weights_io.reading.safe_open)
+    monkeypatch.setattr(weights_io.reading, "safe_open", spy)
+    monkeypatch.setattr(weights_io.reading, "REMAP_BYTES", 100 * 1024)
 
     load_into_module(module, tmp_path, key_map=rules)
 

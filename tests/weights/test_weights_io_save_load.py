@@ -105,7 +105,7 @@ def test_resave_with_another_layout_leaves_no_stale_files(tmp_path, first, secon
 
 
 def crash_on_second_shard(monkeypatch):
-    real_write = weights_io._write_shard
+    real_write = weights_io.save._write_shard
     calls = []
 
     def write_then_crash(tensors, path, metadata):
@@ -114,7 +114,7 @@ def crash_on_second_shard(monkeypatch):
             raise OSError("simulated crash while writing the second shard")
         real_write(tensors, path, metadata)
 
-    monkeypatch.setattr(weights_io, "_write_shard", write_then_crash)
+    monkeypatch.setattr(weights_io.save, "_write_shard", write_then_crash)
     return calls
 
 

@@ -1,4 +1,4 @@
-"""The lightning (linear) attention layer of MiniMax-Text-01 (SPEC §2.1–2.3).
+"""The lightning (linear) attention layer of MiniMax-Text-01 (SPEC_NOTES §2.1–2.3).
 
     x [B, T, hidden] -> silu(qkv_proj(x)) split head-major into q, k, v [B, T, H, D]
     o = lightning_attn(q, k, v, slope)          # S_t = exp(-slope) S_{t-1} + k_t v_t^T ; o_t = q_t S_t
@@ -21,7 +21,7 @@ from text_backbone.ops.lightning_attn import lightning_attn, lightning_attn_deco
 
 
 def alibi_head_slopes(num_heads: int) -> list[float]:
-    """ALiBi-style base slopes s_h = 2^(-8(h+1)/H) for power-of-two H, interleaved fallback otherwise (SPEC §2.3)."""
+    """ALiBi-style base slopes s_h = 2^(-8(h+1)/H) for power-of-two H, interleaved otherwise (SPEC_NOTES §2.3)."""
 
     def power_of_two(n: int) -> list[float]:
         start = 2.0 ** (-(2.0 ** -(math.log2(n) - 3)))
@@ -34,7 +34,7 @@ def alibi_head_slopes(num_heads: int) -> list[float]:
 
 
 def lightning_slopes(num_heads: int, layer_idx: int, num_layers: int) -> torch.Tensor:
-    """Per-head decay rates of one layer: s_h * (1 - l/(L-1) + 1e-5), l the GLOBAL layer index (SPEC §2.3).
+    """Per-head decay rates of one layer: s_h * (1 - l/(L-1) + 1e-5), l the GLOBAL layer index (SPEC_NOTES §2.3).
 
     The released remote code divides by L - 1; for a one-layer model (L = 1) we take the factor as 1 + 1e-5,
     the value the formula gives for the first layer of any deeper model.
@@ -75,7 +75,7 @@ class LightningAttention(nn.Module):
         """x [B, T, hidden]; state [B, H, D, D] fp32 or None -> (out [B, T, hidden], new state or None)."""
         B, T, _ = x.shape
         qkv = F.silu(self.qkv_proj(x))
-        # Head-major split: rows [3D*h, 3D*h + D) are q of head h, then k, then v (SPEC §2.1).
+        # Head-major split: rows [3D*h, 3D*h + D) are q of head h, then k, then v (SPEC_NOTES §2.1).
         q, k, v = qkv.view(B, T, self.num_heads, 3 * self.head_dim).split(self.head_dim, dim=-1)  # [B, T, H, D] each
         slope = self.slope.to(device=x.device)
         if T == 1 and state is not None and attention_mask is None and cu_seqlens is None:

@@ -1,4 +1,4 @@
-"""Sparse mixture of experts: fp32 router softmax, top-k renormalised, SwiGLU experts (SPEC §4).
+"""Sparse mixture of experts: fp32 router softmax, top-k renormalised, SwiGLU experts (SPEC_NOTES §4).
 
 Tokens are dispatched grouped by expert: the (token, slot) pairs are sorted by expert id once, each expert
 runs one matmul over its contiguous slice, and results are scattered back with their routing weights.
@@ -78,7 +78,7 @@ class SparseMoE(nn.Module):
         return max(1, math.ceil(self.capacity_factor * num_tokens * self.top_k / self.num_experts))
 
     def _within_capacity(self, counts: list[int], num_tokens: int, device) -> torch.Tensor:
-        """Token-drop (SPEC §4.3): each expert keeps its first `capacity` slots in token order."""
+        """Token-drop (SPEC_NOTES §4.3): each expert keeps its first `capacity` slots in token order."""
         capacity = self._capacity(num_tokens)
         rank = torch.cat([torch.arange(c, device=device) for c in counts]) if counts else torch.empty(0)
         return rank < capacity
@@ -88,7 +88,7 @@ def load_balancing_loss(
     router_logits: list[torch.Tensor], expert_ids: list[torch.Tensor], num_experts: int,
     token_mask: torch.Tensor | None = None,
 ) -> torch.Tensor:
-    """Switch/Mixtral auxiliary loss as in the released remote code (SPEC §4.2).
+    """Switch/Mixtral auxiliary loss as in the released remote code (SPEC_NOTES §4.2).
 
     All layers' tokens are pooled: f[k, e] = fraction of tokens whose k-th choice is e, P[e] = mean router
     probability; loss = E * sum_{k,e} f[k, e] * P[e]. Equals top_k for perfectly uniform routing.

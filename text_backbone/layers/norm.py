@@ -1,4 +1,4 @@
-"""RMSNorm in the Llama form used by MiniMax-Text-01 (SPEC §1.2)."""
+"""RMSNorm in the Llama form used by MiniMax-Text-01 (SPEC_NOTES §1.2)."""
 from __future__ import annotations
 
 import torch

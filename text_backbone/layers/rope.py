@@ -1,4 +1,4 @@
-"""Partial NeoX-style rotary embedding (SPEC §3).
+"""Partial NeoX-style rotary embedding (SPEC_NOTES §3).
 
 Only the first `rotary_dim` of each head's `head_dim` channels rotate (64 of 128 in the released model);
 within them channel i pairs with channel i + rotary_dim/2 ("rotate_half"). The rest pass through.

@@ -1,4 +1,4 @@
-"""The softmax (full) attention layer: GQA with partial NeoX RoPE (SPEC §3).
+"""The softmax (full) attention layer: GQA with partial NeoX RoPE (SPEC_NOTES §3).
 
 64 query heads share 8 key/value heads; RoPE rotates the first `rotary_dim` channels of each head;
 scale 1/sqrt(head_dim); causal. Padded keys are masked; packed documents (`cu_seqlens`) attend only

@@ -1,9 +1,9 @@
-"""Synthetic image–language data for the four training stages (SPEC §7.2), and its plumbing.
+"""Training's side of the data: from conversations to batches, and the dataset CLI.
 
-    generators   charts.py + chart_layout.py + chart_questions.py, maps.py + map_questions.py, text_only.py
-    samples      samples.py (GeneratorConfig, make_sample, iter_samples, STAGE_MIXES), splits.py, vocab.py, styles.py
-    files        formats.py (LLaVA / ShareGPT readers and writers), generate.py (the dataset CLI)
-    tokens       tokenizer.py (the shipped BPE), encoding.py (encode_conversation), collate.py (padding, packing)
+    tokens       tokenizer.py (trains the shipped BPE), encoding.py (encode_conversation: ids + labels),
+                 collate.py (padding, packing)
+    files        generate.py (`python -m training.data.generate`: LLaVA-format datasets on disk)
 
-Scoring lives in `minimax_vl.evaluation` so that evaluation needs no training code.
+The generators, question templates, splits, file formats and the scorer are in `minimax_vl.data`, which the model
+side uses too (SPEC_NOTES §7.2 for the stages the samples are built for).
 """

@@ -21,8 +21,8 @@ import torch
 from tokenizers import Tokenizer
 
 from minimax_vl.chat_template import IMAGE, render_segments
-
-IGNORE_INDEX = -100
+from minimax_vl.processor import expand_image_tokens
+from text_backbone.model import IGNORE_INDEX
 
 
 def _backend(tokenizer: Any) -> Tokenizer:
@@ -57,25 +57,10 @@ def encode_conversation(
     encodings = backend.encode_batch([text for text, _ in segments], add_special_tokens=False)
     input_ids: list[int] = []
     labels: list[int] = []
-    image_spans: list[tuple[int, int]] = []
     for (_, is_target), encoding in zip(segments, encodings):
-        for token in encoding.ids:
-            if token == image_id:
-                if len(image_spans) == len(image_token_counts):
-                    raise ValueError(f"the conversation has more {IMAGE} placeholders than the "
-                                     f"{len(image_token_counts)} image token counts given; pass one count per image")
-                count = image_token_counts[len(image_spans)]
-                if count < 1:
-                    raise ValueError(f"image {len(image_spans)} has {count} tokens; every image needs at least one")
-                image_spans.append((len(input_ids), len(input_ids) + count))
-                input_ids.extend([image_id] * count)
-                labels.extend([IGNORE_INDEX] * count)
-            else:
-                input_ids.append(token)
-                labels.append(token if is_target else IGNORE_INDEX)
-    if len(image_spans) != len(image_token_counts):
-        raise ValueError(f"the conversation has {len(image_spans)} {IMAGE} placeholder(s) but "
-                         f"{len(image_token_counts)} image token counts were given; pass one count per image")
+        input_ids.extend(encoding.ids)
+        labels.extend(encoding.ids if is_target else [IGNORE_INDEX] * len(encoding.ids))
+    input_ids, labels, image_spans = expand_image_tokens(input_ids, image_id, image_token_counts, labels)
     if max_length is not None and len(input_ids) > max_length:
         cut = max_length
         for start, end in image_spans:

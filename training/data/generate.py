@@ -17,9 +17,16 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from training.data.formats import Sample, to_llava
-from training.data.samples import IMAGE_KINDS, SAMPLE_KINDS, STAGE_MIXES, GeneratorConfig, make_sample, parse_sample_kinds
-from training.data.splits import SPLITS
+from minimax_vl.data.formats import Sample, to_llava
+from minimax_vl.data.samples import (
+    IMAGE_KINDS,
+    SAMPLE_KINDS,
+    STAGE_MIXES,
+    GeneratorConfig,
+    make_sample,
+    parse_sample_kinds,
+)
+from minimax_vl.data.splits import SPLITS
 
 PNG_COMPRESS_LEVEL = 3  # flat-colour images: level 3 is ~2x faster to write than 6 and barely larger
 

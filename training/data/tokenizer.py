@@ -2,7 +2,7 @@
 
     python -m training.data.tokenizer --out minimax_vl/assets/tokenizer.json
 
-Byte-level BPE like MiniMax's own (SPEC §5.7) but with a ~3k vocabulary, sized for tiny models trained on
+Byte-level BPE like MiniMax's own (SPEC_NOTES §5.7) but with a ~3k vocabulary, sized for tiny models trained on
 this project's synthetic data. Digits are split one per token before the byte-level step, so numbers are
 read and written digit by digit. The chat template's special tokens (`<image>` included) are single
 tokens with ids 0..4; their released ids (e.g. `<image>` = 200025) belong to the 200k-token original and
@@ -19,8 +19,8 @@ from typing import Iterator
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
 from minimax_vl.chat_template import SPECIAL_TOKENS, render
-from training.data.samples import SAMPLE_KINDS, GeneratorConfig, make_sample
-from training.data.vocab import VOCABULARIES
+from minimax_vl.data.samples import SAMPLE_KINDS, GeneratorConfig, make_sample
+from minimax_vl.data.vocab import VOCABULARIES
 
 DEFAULT_PATH = Path(__file__).resolve().parents[2] / "minimax_vl" / "assets" / "tokenizer.json"
 DEFAULT_VOCAB_SIZE = 3072

@@ -16,7 +16,7 @@
 # - The demo's language model starts random, not pre-trained, so stage I trains everything (the released stage I
 #   freezes a pre-trained LM) and uses dynamic resolution: a single 96-px tile is too coarse to read labels.
 # - Reading is the hard part (../shared/FINDINGS.md): stage I teaches it first on words alone (label words and
-#   numbers on a blank image, read back in order; training/data/words.py), then with dense descriptions that
+#   numbers on a blank image, read back in order; minimax_vl/data/words.py), then with dense descriptions that
 #   list every label and value; stage II keeps both in its mix; labels are drawn 1.3x the easy style's size.
 # - The vision tower trains slower than the rest, with weight decay. Without stage 0, a run on descriptions alone
 #   repeated one label word for every bar after 200 steps, and with words added the loss on held-out documents

@@ -19,10 +19,11 @@ from pathlib import Path
 import torch
 
 import minimax_vl
+from minimax_vl.data.samples import make_sample
 from minimax_vl.demos.data import demo_generator_config
 from minimax_vl.model import MiniMaxVL01
 from minimax_vl.vqa import answer_records, questions_of
-from training.data.samples import make_sample
+from text_backbone.weights_io import replace_folder, temporary_folder
 
 SIZE_LIMIT_MB = 25
 
@@ -57,8 +58,7 @@ def main(argv: list[str] | None = None) -> int:
     source = source_folder(args.source)
     model = MiniMaxVL01.from_pretrained(source, dtype=torch.float32)
     half = copy.deepcopy(model).half()
-    temp = args.to.with_name(f".tmp-{args.to.name}")
-    shutil.rmtree(temp, ignore_errors=True)
+    temp = temporary_folder(args.to)
     half.save_pretrained(temp)
     size_mb = sum(f.stat().st_size for f in temp.glob("*.safetensors")) / 2**20
     if size_mb > SIZE_LIMIT_MB:
@@ -69,9 +69,7 @@ def main(argv: list[str] | None = None) -> int:
     reloaded = MiniMaxVL01.from_pretrained(temp)  # fp16 on disk, fp32 on the CPU
     reference, shipped = answers(model, args.check_images), answers(reloaded, args.check_images)
     agree = sum(a == b for a, b in zip(reference, shipped))
-    if args.to.exists():
-        shutil.rmtree(args.to)
-    temp.rename(args.to)
+    replace_folder(temp, args.to)
     print(f"exported {source} -> {args.to}: {size_mb:.1f} MB of fp16 weights; greedy answers equal to the fp32 "
           f"model's on {agree}/{len(reference)} val questions")
     return 0

@@ -27,12 +27,12 @@ import torch
 from safetensors.torch import load_file
 
 from minimax_vl.answers import MAX_REPLY_TOKENS
+from minimax_vl.data.samples import make_sample
+from minimax_vl.data.scoring import score_predictions
 from minimax_vl.demos.data import demo_generator_config
-from minimax_vl.evaluation import score_predictions
 from minimax_vl.model import MiniMaxVL01
 from minimax_vl.vqa import answer_records, questions_of, read_images, reading_records, reading_report
 from text_backbone.weights_io import write_json
-from training.data.samples import make_sample
 
 STAGES = (1, 2, 3, 4)
 

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Trains the demo model to read, then answer (issue "The demo model reads"): every first reply after an image is
-# the image's transcription in a fixed scan order, then "Answer: <short answer>" (training/data/reading.py).
+# the image's transcription in a fixed scan order, then "Answer: <short answer>" (minimax_vl/data/reading.py).
 # It continues from a base model (the previous demo model: stage 0 + the four stages, 70 CPU-minutes) through the
 # package's own stages I-IV. See docs/MODEL_CARD.md for what it reaches.
 #

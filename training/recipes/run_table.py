@@ -25,7 +25,7 @@ def _minutes(stage_dir: Path) -> float:
 def _mix(stage: dict) -> str:
     mix = stage["data"]["mix"]
     if isinstance(mix, int):
-        from training.data.samples import STAGE_MIXES
+        from minimax_vl.data.samples import STAGE_MIXES
 
         mix = STAGE_MIXES[mix]
     return " : ".join(f"{kind} {weight:g}" for kind, weight in mix)

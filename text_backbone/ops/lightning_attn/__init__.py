@@ -3,7 +3,7 @@
 Shapes: q, k `[B, T, H, K]`, v `[B, T, H, V]`, slope `[H]` (decay λ_h = exp(-slope_h)), states `[B, H, K, V]`
 (`[N, H, K, V]` for N packed documents).
 
-    S_t = λ S_{t-1} + k_t v_tᵀ,   o_t = q_t S_t        (no softmax, no scaling, no denominator; SPEC §2.4)
+    S_t = λ S_{t-1} + k_t v_tᵀ,   o_t = q_t S_t        (no softmax, no scaling, no denominator; SPEC_NOTES §2.4)
 
 Backends: "naive" (token loop, naive.py), "torch" (chunked, chunk.py), "triton" (kernels in triton/, imported
 only when first used), "auto" (triton for CUDA tensors when it imports, else torch; float64 always goes to

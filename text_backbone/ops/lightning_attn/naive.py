@@ -7,7 +7,7 @@ For one head with decay lambda = exp(-slope), starting from S_0 (zero or an init
     S_t = lambda * S_{t-1} + k_t v_t^T
     o_t = q_t^T S_t
 
-(SPEC §2.4). A padded position (mask 0) is an identity step: no decay and nothing added,
+(SPEC_NOTES §2.4). A padded position (mask 0) is an identity step: no decay and nothing added,
 so pads never touch the state; the output at a pad is defined as zero. Everything is computed in
 float32 or wider (float64 stays float64).
 """

@@ -7,8 +7,9 @@ This is the only package that imports triton; the dispatcher in `..` imports it 
     triton_lightning_attn_decode(q, k, v, slope, state) -> (o, state)          # decode.py, state updated in place
 
 Modules: sweep.py (the chunk-sweep kernel used by every forward and backward pass), autograd.py (how the
-passes map onto it), decode.py (one-token kernel), _runtime.py (interpreter mode, NaN-poisoned test outputs),
-compile_check.py (compiles every variant for sm_90a without a GPU and reports registers and spills).
+passes map onto it), decode.py (one-token kernel), _runtime.py (interpreter mode, NaN-poisoned test outputs).
+`benchmarks/triton_compile_check.py` compiles every variant for sm_90a without a GPU and reports registers and
+spills (a developer tool, so it lives outside the runtime package).
 """
 from ._runtime import INTERPRET, poison_outputs
 from .autograd import LightningAttnFunction, triton_lightning_attn

@@ -1,7 +1,8 @@
 """Lightning attention over whole sequences with Triton kernels, forward and backward.
 
 Shapes: q, k `[B, T, H, K]`, v `[B, T, H, V]`, slope `[H]`, states `[B, H, K, V]` (`[N, H, K, V]` with
-cu_seqlens `[N + 1]`, B = 1), float32. S_t = λ S_{t-1} + k_t v_tᵀ, o_t = q_t S_t, λ = exp(-slope) (SPEC §2.4).
+cu_seqlens `[N + 1]`, B = 1), float32. S_t = λ S_{t-1} + k_t v_tᵀ, o_t = q_t S_t, λ = exp(-slope) (SPEC_NOTES
+§2.4).
 
 All four passes are the chunk sweep of sweep.py with different roles (X is the state the sweep carries):
 
@@ -14,7 +15,7 @@ All four passes are the chunk sweep of sweep.py with different roles (X is the s
 e.g. dv_j = Σ_{i ≥ j} λ^(i-j) (q_i · k_j) do_i + λ^(T-1-j) dS_Tᵀ k_j, which is the reverse sweep with
 (a, b, c) = (k, q, do); the state's gradient G obeys G_{t-1} = λ G_t + q_t do_tᵀ, so the final X of that
 sweep is d(initial state). Backward reads q, k, v, do three times in all and never materialises per-chunk
-states. The slope is a fixed buffer (SPEC §2.3) and gets no gradient.
+states. The slope is a fixed buffer (SPEC_NOTES §2.3) and gets no gradient.
 """
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Shapes: q, k `[B, H, K]` (or `[B, 1, H, K]`), v `[B, H, V]` (or `[B, 1, H, V]`), slope `[H]`,
 state `[B, H, K, V]` float32, updated in place:
 
-    S <- λ S + k vᵀ,   o = q S        (λ = exp(-slope), per head; SPEC §2.6)
+    S <- λ S + k vᵀ,   o = q S        (λ = exp(-slope), per head; SPEC_NOTES §2.6)
 
 Decoding is bound by moving the state (64 KiB per head at K = V = 128) in and out of HBM, so each
 program streams one [K, BLOCK_V] slice of one head's state once: read, update, write, and reduce o from

@@ -16,7 +16,7 @@ Reverse sweep (REVERSE = True), the same with time running backwards:
 lightning attention; autograd.py maps dq, dk, dv and d(initial state) onto the same kernel.
 
 One program owns one (sequence, head, BLOCK_C-wide slice of DC) and walks the sequence in chunks of BT
-tokens, keeping its [DA, BLOCK_C] slice of the state in registers (Lightning Attention-2, SPEC §2.8):
+tokens, keeping its [DA, BLOCK_C] slice of the state in registers (Lightning Attention-2, SPEC_NOTES §2.8):
 per chunk an intra-chunk product through the BT×BT decay mask, an inter-chunk product against the state,
 and the state update. Chunks start at each sequence's first token, so packed documents need no alignment.
 c is read and out written once; a and b once per DC slice (a head's slices are neighbouring programs, so
@@ -41,7 +41,7 @@ class SweepConfig:
 
     block_t: int = 64
     block_c: int = 64
-    num_warps: int = 8  # 4 warps spill registers at this tile on sm_90a (compile_check.py)
+    num_warps: int = 8  # 4 warps spill registers at this tile on sm_90a (benchmarks/triton_compile_check.py)
     num_stages: int = 2
 
     def __post_init__(self):
@@ -55,7 +55,7 @@ class SweepConfig:
 # BT trades the O(BT) intra-chunk work per token against the number of sequential steps; BLOCK_C trades the
 # number of programs (B·H·DC/BLOCK_C, which must cover 132 SMs at B = 1) against re-reading a and b (from
 # L2) and recomputing the BT×BT scores once per slice. Only tilings that compile for sm_90a without
-# register spills at K = V = 128 (compile_check.py --all) are listed, except the 128-token chunk, which
+# register spills at K = V = 128 (benchmarks/triton_compile_check.py --all) are listed, except the 128-token chunk, which
 # spills ~200 B but halves the sequential steps. Every entry is one more compilation per variant.
 AUTOTUNE_CONFIGS = [
     SweepConfig(block_t=64, block_c=64, num_warps=8, num_stages=2),
@@ -236,7 +236,7 @@ if not INTERPRET:  # the autotuner times configs on the GPU; the interpreter run
 
 DEFAULT_CONFIG = SweepConfig()
 # fp32 products are three TF32 products each, with twice the operand bytes: small tiles keep it compiling in
-# seconds and spilling little (compile_check.py).
+# seconds and spilling little (benchmarks/triton_compile_check.py).
 FP32_CONFIG = SweepConfig(block_t=16, block_c=32, num_warps=4, num_stages=1)
 
 

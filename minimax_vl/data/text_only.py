@@ -1,4 +1,4 @@
-"""A small text-only instruction mix (stage II mixes it 20:1 with image questions, SPEC §7.2).
+"""A small text-only instruction mix (stage II mixes it 20:1 with image questions, SPEC_NOTES §7.2).
 
 Task tags: arithmetic, compare_numbers, percent, compass_opposite, compass_turn, compass_between,
 sort_words, reverse_words, count_words, uppercase. Each answer is computed, never looked up, and is
@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import random
 
-from training.data.map_questions import COMPASS_POINTS
-from training.data.qa import QA
-from training.data.vocab import vocabulary
+from minimax_vl.data.map_questions import COMPASS_POINTS
+from minimax_vl.data.qa import QA
+from minimax_vl.data.vocab import vocabulary
 
 _CARDINALS = ("north", "east", "south", "west")  # clockwise
 

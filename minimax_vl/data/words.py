@@ -15,10 +15,10 @@ from dataclasses import dataclass
 
 from PIL import Image, ImageDraw
 
-from training.data.drawing import measure
-from training.data.styles import difficulty as get_difficulty
-from training.data.styles import font_families, load_font, palettes
-from training.data.vocab import vocabulary
+from minimax_vl.data.drawing import measure
+from minimax_vl.data.styles import difficulty as get_difficulty
+from minimax_vl.data.styles import font_families, load_font, palettes
+from minimax_vl.data.vocab import vocabulary
 
 PROMPTS = ("What is written in this image?", "Read the text in the image.", "Read out every word in the image.")
 

@@ -11,8 +11,8 @@ import itertools
 import math
 import random
 
-from training.data.maps import Landmark, MapScene
-from training.data.qa import QA
+from minimax_vl.data.maps import Landmark, MapScene
+from minimax_vl.data.qa import QA
 
 COMPASS_POINTS = ("east", "northeast", "north", "northwest", "west", "southwest", "south", "southeast")
 AMBIGUOUS_WITHIN_DEG = 7.5

@@ -13,10 +13,11 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from training.data.chart_layout import render_chart
-from training.data.drawing import LayoutError, TextBox
-from training.data.styles import Difficulty, difficulty as get_difficulty, font_families, palettes
-from training.data.vocab import vocabulary
+from minimax_vl.data.chart_layout import render_chart
+from minimax_vl.data.drawing import LayoutError, TextBox
+from minimax_vl.data.styles import Difficulty, font_families, palettes
+from minimax_vl.data.styles import difficulty as get_difficulty
+from minimax_vl.data.vocab import vocabulary
 
 CHART_TYPES = ("vbar", "hbar", "grouped_bar", "line", "pie")
 MAX_ATTEMPTS = 30  # resamples when a layout cannot fit; a few per thousand charts need one

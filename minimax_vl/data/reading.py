@@ -23,9 +23,9 @@ from __future__ import annotations
 import re
 
 from minimax_vl.answers import ANSWER_MARKER, split_reply
-from training.data.charts import ChartScene
-from training.data.maps import MapScene
-from training.data.qa import format_number
+from minimax_vl.data.charts import ChartScene
+from minimax_vl.data.maps import MapScene
+from minimax_vl.data.qa import format_number
 
 __all__ = ["ANSWER_MARKER", "READING_PROMPTS", "chart_fields", "map_fields", "scene_fields", "reading_text",
            "parse_reading", "read_then_answer", "split_reply", "score_reading"]

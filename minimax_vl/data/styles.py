@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from PIL import ImageFont
 
-from training.data.splits import vocabulary_split
+from minimax_vl.data.splits import vocabulary_split
 
 
 @dataclass(frozen=True)

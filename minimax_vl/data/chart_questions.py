@@ -9,9 +9,9 @@ from __future__ import annotations
 import itertools
 import random
 
-from training.data.charts import ChartScene
-from training.data.qa import QA, format_number, plain_number
-from training.data.vocab import vocabulary
+from minimax_vl.data.charts import ChartScene
+from minimax_vl.data.qa import QA, format_number, plain_number
+from minimax_vl.data.vocab import vocabulary
 
 CLEAR_GAP = 0.08  # fraction of the largest value two compared values must differ by
 

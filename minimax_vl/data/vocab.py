@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from training.data.splits import vocabulary_split
+from minimax_vl.data.splits import vocabulary_split
 
 FUNCTION_WORDS = frozenset({"by", "of", "per", "in", "St", "Ave", "Park", "River", "N", "m"})
 

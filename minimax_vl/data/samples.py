@@ -1,4 +1,4 @@
-"""Training samples built from generated images, for each of the four training stages (SPEC §7.2).
+"""Training samples built from generated images, for each of the four training stages (SPEC_NOTES §7.2).
 
     config = GeneratorConfig(split="train", sample_kinds=STAGE_MIXES[2], difficulty="easy")
     for sample in iter_samples(config, start=0, stop=1000):   # on the fly, nothing touches disk
@@ -27,25 +27,25 @@ import random
 from dataclasses import dataclass
 from typing import Iterator
 
-from training.data.chart_questions import chart_questions, describe_chart
-from training.data.charts import generate_chart
-from training.data.formats import Sample
-from training.data.map_questions import describe_map, map_questions
-from training.data.maps import generate_map
-from training.data.qa import QA
-from training.data.reading import READING_PROMPTS, read_then_answer, reading_text, scene_fields
-from training.data.splits import check_split, rng_for, seed_for
-from training.data.styles import difficulty as check_difficulty
-from training.data.text_only import text_question
-from training.data.words import PROMPTS as WORDS_PROMPTS
-from training.data.words import generate_words
+from minimax_vl.data.chart_questions import chart_questions, describe_chart
+from minimax_vl.data.charts import generate_chart
+from minimax_vl.data.formats import Sample
+from minimax_vl.data.map_questions import describe_map, map_questions
+from minimax_vl.data.maps import generate_map
+from minimax_vl.data.qa import QA
+from minimax_vl.data.reading import READING_PROMPTS, read_then_answer, reading_text, scene_fields
+from minimax_vl.data.splits import check_split, rng_for, seed_for
+from minimax_vl.data.styles import difficulty as check_difficulty
+from minimax_vl.data.text_only import text_question
+from minimax_vl.data.words import PROMPTS as WORDS_PROMPTS
+from minimax_vl.data.words import generate_words
 
 IMAGE_KINDS = ("chart", "map")
 SAMPLE_KINDS = ("words", "reading", "description", "vqa", "reasoning", "text_only", "conversation", "preference",
                 "text_preference")
 STAGE_MIXES: dict[int, tuple[tuple[str, float], ...]] = {
     1: (("description", 1.0),),
-    2: (("vqa", 20.0), ("text_only", 1.0)),  # SPEC §7.2: multimodal to text 20:1
+    2: (("vqa", 20.0), ("text_only", 1.0)),  # SPEC_NOTES §7.2: multimodal to text 20:1
     3: (("conversation", 1.0),),
     4: (("preference", 3.0), ("text_preference", 1.0)),
 }
@@ -67,7 +67,7 @@ class GeneratorConfig:
     font_scale: float = 1.0  # multiplies the difficulty's label size
     max_questions: int = 4  # per vqa sample; conversations use up to 4 turns
     # Read, then answer: the first reply after an image (vqa, preference) is the transcription followed by
-    # "\nAnswer: <short answer>" (training/data/reading.py); later replies are short answers.
+    # "\nAnswer: <short answer>" (minimax_vl/data/reading.py); later replies are short answers.
     read_first: bool = False
 
     def __post_init__(self):

@@ -15,10 +15,21 @@ from dataclasses import dataclass
 
 from PIL import Image
 
-from training.data.chart_layout import paint_shapes
-from training.data.drawing import Box, Canvas, LayoutError, PlannedText, TextBox, boxes_overlap, fit_largest_font, inside, text_size
-from training.data.styles import Difficulty, difficulty as get_difficulty, font_families, load_font, map_colours, palettes
-from training.data.vocab import vocabulary
+from minimax_vl.data.chart_layout import paint_shapes
+from minimax_vl.data.drawing import (
+    Box,
+    Canvas,
+    LayoutError,
+    PlannedText,
+    TextBox,
+    boxes_overlap,
+    fit_largest_font,
+    inside,
+    text_size,
+)
+from minimax_vl.data.styles import Difficulty, font_families, load_font, map_colours, palettes
+from minimax_vl.data.styles import difficulty as get_difficulty
+from minimax_vl.data.vocab import vocabulary
 
 MAX_ATTEMPTS = 30
 BLOCK_LENGTHS_M = (50, 100, 150, 200, 250, 500)

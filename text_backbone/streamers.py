@@ -1,20 +1,13 @@
-"""Generation settings and streamers for MiniMax-VL-01.
-
-    config = GenerationConfig(max_new_tokens=128, eos_token_id=[200020], stop_strings=["<end_of_sentence>"])
-    config.save(checkpoint_dir)                      # generation_config.json, written atomically
-    config = GenerationConfig.load(checkpoint_dir)
+"""Text streamers for `Generator.generate(..., streamer=...)`, following transformers' streamer protocol.
 
     streamer = TextIteratorStreamer(tokenizer.decode)
     Thread(target=engine.generate, args=(prompt_ids,), kwargs={"streamer": streamer}).start()
     for piece in streamer:
         print(piece, end="", flush=True)
 
-The engine itself lives in `text_backbone.generation` (the text backbone must generate on its own and never
-imports this package), so `GenerationConfig`, `Generator` and `PrefixState` are defined there and re-exported
-here; the VL model hands its prompt to the same engine as `inputs_embeds`.
-
-Streamers follow transformers' protocol: the engine calls `put(token_ids)` once per step with the new token
-(it never sends the prompt, so no `skip_prompt` is needed) and `end()` once, also when generation fails.
+The engine calls `put(token_ids)` once per step with the new token (it never sends the prompt, so no
+`skip_prompt` is needed) and `end()` once, also when generation fails (`generation.TokenStreamer` is the
+protocol). Without threads, `Generator.stream` and `MiniMaxVL01.stream` yield the same pieces directly.
 """
 from __future__ import annotations
 
@@ -24,24 +17,9 @@ from typing import Callable
 
 import torch
 
-from text_backbone.generation import (
-    GENERATION_CONFIG_NAME,
-    GenerationConfig,
-    GenerationOutput,
-    Generator,
-    IncrementalDetokenizer,
-    PrefixState,
-)
+from text_backbone.generation import IncrementalDetokenizer
 
-__all__ = [
-    "GENERATION_CONFIG_NAME",
-    "GenerationConfig",
-    "GenerationOutput",
-    "Generator",
-    "PrefixState",
-    "TextStreamer",
-    "TextIteratorStreamer",
-]
+__all__ = ["TextStreamer", "TextIteratorStreamer"]
 
 
 class TextStreamer:

@@ -18,12 +18,12 @@ from typing import TYPE_CHECKING
 
 from PIL import Image, ImageDraw, ImageFont
 
-from training.data.drawing import Canvas, LayoutError, PlannedText, fit_largest_font, text_size
-from training.data.qa import format_number
-from training.data.styles import difficulty, load_font
+from minimax_vl.data.drawing import Canvas, LayoutError, PlannedText, fit_largest_font, text_size
+from minimax_vl.data.qa import format_number
+from minimax_vl.data.styles import difficulty, load_font
 
 if TYPE_CHECKING:
-    from training.data.charts import ChartScene
+    from minimax_vl.data.charts import ChartScene
 
 MIN_FONT_PX = 9
 

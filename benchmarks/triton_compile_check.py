@@ -1,7 +1,7 @@
 """Compile the kernels for a Hopper GPU (sm_90a) on any machine, GPU or not, and report their resources.
 
-    python -m text_backbone.ops.lightning_attn.triton.compile_check          # the default tiles (seconds)
-    python -m text_backbone.ops.lightning_attn.triton.compile_check --all    # every autotune config, fp32 too
+    python benchmarks/triton_compile_check.py          # the default tiles (seconds)
+    python benchmarks/triton_compile_check.py --all    # every autotune config, fp32 too
 
 Triton compiles to PTX and runs ptxas without a driver, so a CPU-only machine can check that every kernel
 variant compiles for the real target (the interpreter accepts programs the compiler rejects) and whether
@@ -30,9 +30,9 @@ from triton import knobs  # noqa: E402
 from triton.backends.compiler import GPUTarget  # noqa: E402
 from triton.compiler import ASTSource  # noqa: E402
 
-from ._runtime import matmul_settings  # noqa: E402
-from .decode import DecodeConfig, decode_kernel  # noqa: E402
-from .sweep import AUTOTUNE_CONFIGS, DEFAULT_CONFIG, FP32_CONFIG, SweepConfig, chunk_sweep_kernel  # noqa: E402
+from text_backbone.ops.lightning_attn.triton._runtime import matmul_settings  # noqa: E402
+from text_backbone.ops.lightning_attn.triton.decode import DecodeConfig, decode_kernel  # noqa: E402
+from text_backbone.ops.lightning_attn.triton.sweep import AUTOTUNE_CONFIGS, DEFAULT_CONFIG, FP32_CONFIG, SweepConfig, chunk_sweep_kernel  # noqa: E402
 
 HOPPER = GPUTarget("cuda", 90, 32)
 _POINTER_TYPES = {torch.float32: "*fp32", torch.bfloat16: "*bf16", torch.float16: "*fp16"}
