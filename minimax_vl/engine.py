@@ -24,7 +24,7 @@ from typing import Any, Iterator
 import torch
 
 from minimax_vl import chat_template
-from minimax_vl.answers import answer_pieces, final_answer
+from minimax_vl.answers import MAX_REPLY_TOKENS, answer_pieces, final_answer
 from text_backbone.generation import GenerationConfig, GenerationOutput, Generator, PrefixState
 
 
@@ -41,7 +41,7 @@ def default_generation_config(model) -> GenerationConfig:
     if config is not None:
         return config
     tokenizer = _processor(model).tokenizer
-    return GenerationConfig(max_new_tokens=64, eos_token_id=[tokenizer.eos_token_id], pad_token_id=tokenizer.pad_token_id)
+    return GenerationConfig(max_new_tokens=MAX_REPLY_TOKENS, eos_token_id=[tokenizer.eos_token_id], pad_token_id=tokenizer.pad_token_id)
 
 
 def _processor(model):

@@ -44,7 +44,7 @@ def answers(model: MiniMaxVL01, images: int) -> list[str]:
     config = demo_generator_config("val")
     records = [r for i in range(images) for r in questions_of(make_sample(config, i))]
     with torch.inference_mode():
-        return [r.prediction for r in answer_records(model, records, max_new_tokens=16, progress=False)]
+        return [r.prediction for r in answer_records(model, records, progress=False)]
 
 
 def main(argv: list[str] | None = None) -> int:
