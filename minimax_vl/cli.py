@@ -109,6 +109,12 @@ def cmd_eval(args) -> int:
         report["reading"] = {**reading_report(read), "records": [
             {"id": r.sample_id, "kind": r.kind, "prediction": r.prediction, "correct": r.correct,
              "fields": len(r.fields)} for r in read]}
+    if args.reasoning and any(s.meta.get("reading_fields") for s in samples):
+        # The same questions with the true transcription given instead of the image: reasoning alone.
+        from minimax_vl.vqa import reason_from_true_readings
+
+        given = score_predictions([r.as_score_record() for r in reason_from_true_readings(model, samples)])
+        report["reasoning"] = {k: given[k] for k in ("overall", "per_kind", "per_type")}
     paths = write_report(report, args.out)
     print(json.dumps({k: str(v) for k, v in paths.items()}))
     return 0
@@ -224,6 +230,9 @@ def build_parser() -> argparse.ArgumentParser:
                     help="skip the reading probe (generated images transcribed once each, fields scored exactly)")
     ev.add_argument("--probe-images", type=int, default=100,
                     help="how many of the generated images the reading probe reads (default 100)")
+    ev.add_argument("--no-reasoning", dest="reasoning", action="store_false",
+                    help="skip the text-only reasoning check (each question answered from the true transcription "
+                         "instead of the image; separates reading errors from reasoning errors)")
     ev.set_defaults(func=cmd_eval)
 
     info = add_parser("info", help="configuration and parameter counts")

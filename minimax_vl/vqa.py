@@ -121,3 +121,31 @@ def reading_report(records: list[ReadingRecord]) -> dict:
 
     kinds = sorted({r.kind for r in records})
     return {"overall": summary(records), "by_kind": {k: summary([r for r in records if r.kind == k]) for k in kinds}}
+
+
+def reason_from_true_readings(model, samples: Iterable[Sample], *, max_new_tokens: int = 24,
+                              progress: bool = True) -> list[QuestionRecord]:
+    """Text-only reasoning accuracy: each question with the image's true transcription given in place of the
+    image, the way `reasoning` training documents give it; the model writes only "Answer: ...". Separates what
+    reading limits from what reasoning limits: a question wrong here is wrong even when reading is perfect."""
+    import torch
+
+    from minimax_vl.data.reading import reading_text
+    from minimax_vl.engine import _continuation_text, _engine, _processor, vl_prefill
+
+    engine, tokenizer = _engine(model), _processor(model).tokenizer
+    device = model.image_newline.device
+    start = vl_prefill(model, None)  # the user turn's start, no image
+    records = []
+    samples = [s for s in samples if s.meta.get("reading_fields")]
+    with tqdm(total=len(samples), desc="reasoning", unit="image", disable=not progress) as bar:
+        for sample in samples:
+            reading = reading_text(sample.meta["reading_fields"])
+            for record in questions_of(sample):
+                ids = tokenizer.encode(_continuation_text(record.question) + reading)
+                state = engine.extend(start.text_state, torch.tensor([ids], device=device))
+                reply = engine.generate(state, max_new_tokens=max_new_tokens).texts[0]
+                record.reading, record.prediction = reading, split_reply(reply)[1]
+                records.append(record)
+            bar.update(1)
+    return records

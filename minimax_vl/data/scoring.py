@@ -165,6 +165,10 @@ def write_report(report: dict[str, Any], out_dir: str | Path, *, print_table: bo
         print(format_report_table(report))
         if "reading" in report:
             print(format_reading_line(report["reading"]))
+        if "reasoning" in report:
+            kinds = "; ".join(f"{k} {100 * v['accuracy']:.1f}%" for k, v in report["reasoning"]["per_kind"].items())
+            print(f"reasoning from the true transcription (no image): "
+                  f"{100 * report['reasoning']['overall']['accuracy']:.1f}%; {kinds}")
     return paths
 
 

@@ -57,8 +57,11 @@ def test_eval_reports_the_reading_probe_and_per_kind_accuracy(tmp_path):
     assert set(reading["by_kind"]) <= {"chart", "map"} and len(reading["records"]) == 2
     assert set(report["per_kind"]) <= {"chart", "map"}
     assert sum(k["total"] for k in report["per_kind"].values()) == report["overall"]["total"]
-    assert main(["eval", "--generate", "1", "--out", str(out), "--max-new-tokens", "2", "--no-probe"]) == 0
-    assert "reading" not in json.loads((out / "report.json").read_text())
+    assert report["reasoning"]["overall"]["total"] == report["overall"]["total"]
+    assert main(["eval", "--generate", "1", "--out", str(out), "--max-new-tokens", "2", "--no-probe",
+                 "--no-reasoning"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert "reading" not in report and "reasoning" not in report
 
 
 def test_read_first_replies_are_split_into_reading_and_answer(monkeypatch):
