@@ -149,8 +149,15 @@ def main() -> None:
     parser.add_argument("--docs", type=int, default=16, help="documents per global batch (default 16)")
     parser.add_argument("--length", type=int, default=4096, help="tokens of the memory measurement's sequence")
     parser.add_argument("--skip-memory", action="store_true")
+    parser.add_argument("--skip-throughput", action="store_true")
     args = parser.parse_args()
+    if not args.skip_throughput:
+        throughput_table(args)
+    if not args.skip_memory:
+        memory_table(args)
 
+
+def throughput_table(args) -> None:
     batches = demo_batches(fresh_model(), args.steps + 1, args.docs)
     positions = statistics.mean(b["model_inputs"]["input_ids"].numel() for b in batches)
     targets = statistics.mean(b["num_targets"] for b in batches)
@@ -173,14 +180,17 @@ def main() -> None:
         seconds = statistics.median(values)
         print(f"{name:<50}{seconds:>8.2f}{args.docs / seconds:>11.1f}{base / seconds:>18.2f}x")
 
-    if args.skip_memory:
-        return
+
+def memory_table(args) -> None:
     print(f"\nloss memory: text backbone 'tiny' preset, one {args.length}-token sequence, 2% labelled, forward + backward")
     print(f"{'vocabulary':>10}  {'loss path':<9}{'peak RSS MB':>12}{'weights MB':>11}{'seconds':>9}")
     for vocab in (3072, 200_064):
-        for path in ("full", "labelled"):
-            r = measure_memory(path, vocab, args.length)
+        rows = {path: measure_memory(path, vocab, args.length) for path in ("full", "labelled")}
+        for path, r in rows.items():
             print(f"{vocab:>10}  {path:<9}{r['peak_mb']:>12.0f}{r['parameters_mb']:>11.0f}{r['seconds']:>9.2f}")
+        saved = rows["full"]["peak_mb"] - rows["labelled"]["peak_mb"]
+        print(f"{'':>10}  labelled path: {saved:.0f} MB less at peak, "
+              f"{rows['full']['seconds'] / rows['labelled']['seconds']:.1f}x faster")
 
 
 if __name__ == "__main__":
