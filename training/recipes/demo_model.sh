@@ -41,24 +41,7 @@ COMMON=(--preset demo --global-batch-size 16 --micro-batch-size 16 --max-length 
         --set data.image_size=192 --set data.difficulty=easy --set data.font_scale=1.3 --set image_mode=anyres
         --set eval.samples=32 --set schedule.warmup_steps=30)
 
-lr() {  # "learning_rates=..." from three YAML floats: vision tower, projector (and image_newline), language model
-  echo "learning_rates={vision_tower: $1, multi_modal_projector: $2, image_newline: $2, language_model: $3}"
-}
-
-run_stage() {  # stage, steps, extra arguments...
-  local stage=$1 steps=$2
-  shift 2
-  local out="$RUN/stage$stage"
-  if [[ -f "$out/final/config.json" && "$RESUME" == 1 ]]; then
-    echo "stage $stage: already finished in $out"
-    return
-  fi
-  local resume=()
-  if [[ "$RESUME" == 1 && -d "$out/checkpoints" ]]; then resume=(--resume); fi
-  echo "stage $stage: $((steps * STEPS_SCALE)) steps -> $out   ($(date +%H:%M:%S))"
-  "$ACCELERATE" launch --config_file "$ACCELERATE_CONFIG" -m training.train --stage "$stage" --output "$out" \
-    --max-steps $((steps * STEPS_SCALE)) "${COMMON[@]}" "${resume[@]}" "$@"
-}
+source training/recipes/stages.sh  # lr, run_stage
 
 if [[ "$RESUME" != 1 ]]; then rm -rf "$RUN"; fi
 # 0: vision pre-training: every patch of every tile classifies the text under it (training/vision_pretrain.py).
@@ -71,11 +54,11 @@ else
 fi
 # I: reading warm-up (words on a blank image, read back) and dense descriptions (every label and value),
 #    everything trainable.
-run_stage 1 400 --init "$RUN/stage0/final" --set "trainable=$ALL" --set "$(lr 2.0e-4 5.0e-4 1.0e-3)" --set weight_decay=0.1 --set 'data.mix=[[words, 2], [description, 1]]'
+run_stage 1 $((400 * STEPS_SCALE)) --init "$RUN/stage0/final" --set "trainable=$ALL" --set "$(lr 2.0e-4 5.0e-4 1.0e-3)" --set weight_decay=0.1 --set 'data.mix=[[words, 2], [description, 1]]'
 # II: short-answer questions, with descriptions kept in and text-only data at the paper's 20:1.
-run_stage 2 900 --set "$(lr 2.0e-4 5.0e-4 1.0e-3)" --set 'data.mix=[[vqa, 20], [description, 3], [words, 2], [text_only, 1]]'
+run_stage 2 $((900 * STEPS_SCALE)) --set "$(lr 2.0e-4 5.0e-4 1.0e-3)" --set 'data.mix=[[vqa, 20], [description, 3], [words, 2], [text_only, 1]]'
 # III: instruction following (full-sentence conversations) without losing the short-answer habit.
-run_stage 3 150 --set "$(lr 1.0e-4 3.0e-4 3.0e-4)" --set 'data.mix=[[vqa, 3], [conversation, 1]]'
+run_stage 3 $((150 * STEPS_SCALE)) --set "$(lr 1.0e-4 3.0e-4 3.0e-4)" --set 'data.mix=[[vqa, 3], [conversation, 1]]'
 # IV: DPO on injected wrong answers and repetitive replies; the epoch cap ends it before one epoch.
-run_stage 4 50 --set "$(lr 3.0e-5 1.0e-4 1.0e-4)" --set data.num_samples=1600 --set data.rejected=mixed
+run_stage 4 $((50 * STEPS_SCALE)) --set "$(lr 3.0e-5 1.0e-4 1.0e-4)" --set data.num_samples=1600 --set data.rejected=mixed
 echo "done: $RUN/stage4/final   ($(date +%H:%M:%S))"

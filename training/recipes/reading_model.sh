@@ -46,24 +46,7 @@ COMMON=(--preset demo --global-batch-size 16 --micro-batch-size $((16 / PROCESSE
         --set data.read_first=true --set eval.samples=32 --set schedule.warmup_steps=30
         --set "trainable=$ALL" --set weight_decay=0.1)
 
-lr() {  # "learning_rates=..." from three YAML floats: vision tower, projector (and image_newline), language model
-  echo "learning_rates={vision_tower: $1, multi_modal_projector: $2, image_newline: $2, language_model: $3}"
-}
-
-run_stage() {  # stage, steps, extra arguments...
-  local stage=$1 steps=$2
-  shift 2
-  local out="$RUN/stage$stage"
-  if [[ -f "$out/final/config.json" && "$RESUME" == 1 ]]; then
-    echo "stage $stage: already finished in $out"
-    return
-  fi
-  local resume=()
-  if [[ "$RESUME" == 1 && -d "$out/checkpoints" ]]; then resume=(--resume); fi
-  echo "stage $stage: $steps steps -> $out   ($(date +%H:%M:%S))"
-  "$ACCELERATE" launch --config_file "$ACCELERATE_CONFIG" -m training.train --stage "$stage" --output "$out" \
-    --max-steps "$steps" "${COMMON[@]}" "${resume[@]}" "$@"
-}
+source training/recipes/stages.sh  # lr, run_stage
 
 if [[ "$RESUME" != 1 ]]; then rm -rf "$RUN"; fi
 # I: learn the transcription format on the base model's vision features; reasoning documents teach the answers.
