@@ -37,3 +37,12 @@ def test_table_and_curve_points_add_up_the_stages(tmp_path):
                                                                      (2, 10, "checkpoint"), (2, 20, "final")]
     # minutes: stage 0 (1) + stage 1's seconds at the step; stage 2 starts after stage 1's 2 minutes
     assert [round(p["minutes"], 6) for p in found] == [2.0, 3.0, 5.0, 7.0]
+
+
+def test_a_run_from_a_base_model_counts_on_from_the_base_minutes(tmp_path):
+    """reading_model.sh continues from an earlier model: it comes first, and every later point adds its minutes."""
+    _stage(tmp_path, 1, 10, 120.0, eval_before={"val_loss": 8.0}, eval_after={"val_loss": 2.0})
+    base = tmp_path / "base"
+    found = points(tmp_path, base, base_minutes=70.0)
+    assert [(p["stage"], p["kind"], p["path"]) for p in found][0] == (0, "final", str(base))
+    assert [round(p["minutes"], 6) for p in found] == [70.0, 71.0, 72.0]

@@ -141,7 +141,7 @@ def plot(curve: list[dict], path: Path, title: str, stage0_minutes: float = 0.0)
         for b in boundaries:
             ax.axvline(b, color="grey", ls=":", lw=0.8)
         ax.set_xlim(0, max(minutes) * 1.02)
-        ax.set_xlabel("training minutes, 2 CPU cores (shaded: vision pre-training or the base model; dotted: end of a stage)", fontsize=8)
+        ax.set_xlabel("training minutes, 2 CPU cores (shaded: before this run; dotted: end of a stage)", fontsize=8)
         ax.set_ylabel("relaxed accuracy")
         ax.set_ylim(-0.02, 1.02)
         ax.set_title(f"{title}: {name}")
