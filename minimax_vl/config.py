@@ -3,9 +3,11 @@
     cfg = MiniMaxVL01Config.from_preset("tiny")            # test-sized, random weights, CPU
     cfg = MiniMaxVL01Config.from_preset("minimax-vl-01")   # the released model (build it on the meta device)
     cfg = MiniMaxVL01Config.load("path/to/checkpoint")     # reads config.json
+    cfg = MiniMaxVL01Config.from_preset("demo").with_vision(image_size=112, patch_size=14, max_tiles_per_side=3)
 """
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 from dataclasses import dataclass, field
@@ -13,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from text_backbone.config import MiniMaxText01Config, deepnorm_alpha
-from vision.anyres import default_grid_pinpoints
+from vision.anyres import default_grid_pinpoints, scale_grid_pinpoints
 from vision.config import VisionConfig
 
 
@@ -71,6 +73,31 @@ class MiniMaxVL01Config:
         values = PRESETS[name]()
         values.update(overrides)
         return cls(**values)
+
+    def with_vision(self, *, max_tiles_per_side: int | None = None, **vision_fields: Any) -> "MiniMaxVL01Config":
+        """A copy with some `VisionConfig` fields replaced, and the anyres grid kept consistent with them.
+
+            MiniMaxVL01Config.from_preset("demo").with_vision(image_size=112, patch_size=14)
+
+        `image_size` is the tile size (and `patch_size` the ViT's patch), so the grid pinpoints, which are
+        multiples of the tile, follow it: with `max_tiles_per_side` they are rebuilt as every grid of up to
+        that many tiles per side (`default_grid_pinpoints`, at most side^2 tiles); without it the same tile
+        grids are kept at the new tile size. The language model and every other field are unchanged (copied).
+        """
+        known = {f.name for f in dataclasses.fields(VisionConfig)}
+        unknown = sorted(set(vision_fields) - known)
+        if unknown:
+            raise ValueError(f"with_vision: {unknown} are not VisionConfig fields; known fields: {sorted(known)}")
+        vision = dataclasses.replace(self.vision_config, **vision_fields)
+        tile = vision.image_size
+        if max_tiles_per_side is not None:
+            if max_tiles_per_side < 1:
+                raise ValueError(f"max_tiles_per_side must be at least 1, got {max_tiles_per_side}")
+            grid = default_grid_pinpoints(tile, max_tiles=max_tiles_per_side**2, max_tiles_per_side=max_tiles_per_side)
+        else:
+            grid = scale_grid_pinpoints(self.image_grid_pinpoints, self.vision_config.image_size, tile)
+        return dataclasses.replace(self, vision_config=vision, text_config=copy.deepcopy(self.text_config),
+                                   image_grid_pinpoints=[list(p) for p in grid])
 
     def to_dict(self) -> dict[str, Any]:
         out = {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}

@@ -9,6 +9,10 @@ load-balancing loss is added with the model's `router_aux_loss_coef`, as the mod
 apart. A non-finite loss or gradient norm skips the update (gradients zeroed, no optimizer or scheduler step);
 `max_nonfinite_steps` of them in a row abort with the weights of the last good step.
 
+A time budget (`RunOptions.max_minutes`) ends a run early once that many minutes were spent in training steps
+(carried across resumes, like the learning curves' minutes), with a checkpoint there, so `resume="latest"` and a
+larger budget continue it: that is how `benchmarks/reading_sweep.py` stops every candidate at the same minute marks.
+
 Files in the output folder: stage.yaml (the resolved table), metrics.jsonl (+ TensorBoard events in tensorboard/
 when it is installed), checkpoints/step_*/ (`training.checkpointing`), final/ (`MiniMaxVL01.from_pretrained`
 loads it), summary.json.
@@ -59,6 +63,9 @@ class RunOptions:
     # (the reference; same numbers, more time and memory). training.losses.target_log_probs.
     loss_path: str = "labelled"
     extra_log: dict[str, Any] = field(default_factory=dict)
+    # Stop once this many minutes were spent in training steps (`train_seconds`, carried across resumes), before
+    # max_steps if need be, and save a checkpoint there. None: no time limit. The schedule still spans max_steps.
+    max_minutes: float | None = None
 
 
 @dataclass
@@ -72,6 +79,9 @@ class TrainResult:
     eval_before: dict[str, float]
     eval_after: dict[str, float]
     model: Any = None  # the trained (unwrapped) model, for in-process callers
+    samples: int = 0  # documents (DPO: pairs) consumed, over all runs of this output folder
+    train_seconds: float = 0.0  # wall time spent in training steps, over all runs of this output folder
+    out_of_time: bool = False  # stopped by RunOptions.max_minutes before max_steps
 
 
 # ---------------------------------------------------------------------- model set-up
@@ -119,6 +129,8 @@ class Trainer:
         from accelerate import Accelerator
         from accelerate.utils import DistributedDataParallelKwargs, set_seed
 
+        if options.max_minutes is not None and not options.max_minutes >= 0:
+            raise ValueError(f"max_minutes={options.max_minutes} must be >= 0 (or None for no time limit)")
         self.stage, self.options = stage, options
         self.output = Path(options.output_dir)
         cpu = (not torch.cuda.is_available()) if options.cpu is None else options.cpu
@@ -379,7 +391,8 @@ class Trainer:
                    disable=not (accelerator.is_main_process and self.options.progress), desc=f"stage {stage.stage}")
         losses: list[float] = []
         last_eval: dict[str, float] = {}
-        while state["step"] < self.total_steps:
+        first_step, saved_step = state["step"], None
+        while state["step"] < self.total_steps and not self._out_of_time():
             started = time.perf_counter()
             record = self._train_step([next(batches) for _ in range(self.accum)])
             seconds = time.perf_counter() - started
@@ -409,7 +422,12 @@ class Trainer:
                 self._write({"kind": "eval", "step": state["step"], **last_eval})
             if stage.checkpoint.every and state["step"] % stage.checkpoint.every == 0:
                 checkpointing.save_checkpoint(accelerator, self.root, state["step"], dict(state), stage.checkpoint.keep)
+                saved_step = state["step"]
         bar.close()
+        out_of_time = self.options.max_minutes is not None and state["step"] < self.total_steps
+        trained = state["step"] > first_step
+        if out_of_time and trained and saved_step != state["step"]:  # a budget is a stop to be continued from
+            checkpointing.save_checkpoint(accelerator, self.root, state["step"], dict(state), stage.checkpoint.keep)
         if self.held_out and not (stage.eval.every and state["step"] % stage.eval.every == 0):
             last_eval = self.evaluate()
             self._write({"kind": "eval", "step": state["step"], **last_eval})
@@ -419,16 +437,27 @@ class Trainer:
         first_loss = sum(losses[:window]) / window if losses else None
         last_loss = sum(losses[-window:]) / window if losses else None
         result = TrainResult(self.output, state["step"], final_dir, first_loss, last_loss, state["nonfinite_total"],
-                             eval_before, last_eval, model=accelerator.unwrap_model(self.model))
+                             eval_before, last_eval, model=accelerator.unwrap_model(self.model),
+                             samples=state["samples"], train_seconds=state["train_seconds"], out_of_time=out_of_time)
         if accelerator.is_main_process:
             write_json(self.output / "summary.json", {
                 "stage": stage.stage, "steps": state["step"], "samples": state["samples"],
                 "first_loss": first_loss, "last_loss": last_loss, "loss_window": window,
                 "skipped_steps": state["nonfinite_total"], "updates": state["updates"],
-                "eval_before": eval_before, "eval_after": last_eval, "final": str(final_dir)})
+                "eval_before": eval_before, "eval_after": last_eval, "final": str(final_dir),
+                "train_seconds": state["train_seconds"], "out_of_time": out_of_time})
         if self.use_tensorboard:
             accelerator.end_training()
         return result
+
+    def _out_of_time(self) -> bool:
+        """Whether `max_minutes` of training steps are spent. Every process must stop at the same step (the next
+        one is a collective), so the slowest process's clock decides."""
+        budget = self.options.max_minutes
+        if budget is None:
+            return False
+        spent = torch.tensor([self.state["train_seconds"]], dtype=torch.float64, device=self.accelerator.device)
+        return float(self.accelerator.gather(spent).max()) >= budget * 60
 
     def _write(self, record: dict[str, Any]) -> None:
         record = {**record, **self.options.extra_log}

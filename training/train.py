@@ -64,6 +64,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--num-threads", type=int,
                      help="torch CPU threads per process (default: torch's choice); use 1 on shared CPUs, where a "
                           "second thread that loses its core makes every step spin (docs/PERFORMANCE.md)")
+    run.add_argument("--max-minutes", type=float,
+                     help="stop after this many minutes of training steps (counted across resumes), saving a "
+                          "checkpoint there; --resume with a larger value continues. The schedule still spans "
+                          "--max-steps")
     run.add_argument("--data-workers", type=int, default=0,
                      help="DataLoader worker processes building batches ahead of the model (default: 0)")
     run.add_argument("--cpu", action="store_true", default=None, help="train on CPU even if a GPU is visible")
@@ -116,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     options = RunOptions(output_dir=args.output, preset=args.preset, init=args.init, resume=args.resume,
                          cpu=args.cpu, data_workers=args.data_workers, progress=not args.no_progress,
-                         loss_path=args.loss_path,
+                         loss_path=args.loss_path, max_minutes=args.max_minutes,
                          loss_hook=nonfinite_injection(os.environ.get(INJECT_ENV)))
     try:
         result = train(stage, options)
@@ -129,7 +133,8 @@ def main(argv: list[str] | None = None) -> int:
     if PartialState().is_main_process:
         losses = (f"loss {result.first_loss:.4f} -> {result.last_loss:.4f} (first / last 5 steps)"
                   if result.first_loss is not None else "no step trained in this run")
-        print(f"stage {stage.stage}: {result.steps} steps, {losses}, {result.skipped_steps} skipped; "
+        budget = f" (time budget of {args.max_minutes} minutes reached)" if result.out_of_time else ""
+        print(f"stage {stage.stage}: {result.steps} steps{budget}, {losses}, {result.skipped_steps} skipped; "
               f"held-out {result.eval_before} -> {result.eval_after}; weights in {result.final_dir}")
     return 0
 
