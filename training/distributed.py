@@ -32,6 +32,14 @@ def make_accelerator(cpu: bool, output: Path, log_with: str | None):
     from accelerate import Accelerator
     from accelerate.utils import DistributedDataParallelKwargs, DistributedType
 
+    if cpu and deepspeed_requested():
+        # accelerate ignores a DeepSpeed launch when asked for the CPU, and without a GPU it finds no process
+        # group backend (every process would think it is the only one). DeepSpeed itself runs on the CPU (its
+        # CPU accelerator) over gloo: name the backend and let accelerate treat the CPU as the device.
+        from accelerate import PartialState
+
+        PartialState(cpu=False, backend="gloo")
+        cpu = False
     # find_unused_parameters: a batch never reaches every MoE expert (nor the vision tower when it holds only
     # text), and DDP must not wait for gradients of parameters the forward did not use.
     accelerator = Accelerator(
@@ -41,6 +49,21 @@ def make_accelerator(cpu: bool, output: Path, log_with: str | None):
     if accelerator.distributed_type == DistributedType.MULTI_CPU and fsdp_requested():
         _promote_to_fsdp(accelerator)
     return accelerator
+
+
+def deepspeed_requested() -> bool:
+    return os.environ.get("ACCELERATE_USE_DEEPSPEED", "false").lower() == "true"
+
+
+def configure_deepspeed(accelerator, micro_batch_size: int, accumulation_steps: int) -> None:
+    """The stage decides the batch geometry: DeepSpeed's config gets it (it cannot read it off a DataLoader,
+    since the loop builds its own micro-batches), so the launcher YAML need not repeat it."""
+    from accelerate.utils import DistributedType
+
+    if accelerator.distributed_type == DistributedType.DEEPSPEED:
+        accelerator.state.deepspeed_plugin.deepspeed_config.update(
+            train_micro_batch_size_per_gpu=micro_batch_size, gradient_accumulation_steps=accumulation_steps,
+            train_batch_size=micro_batch_size * accumulation_steps * accelerator.num_processes)
 
 
 def fsdp_requested() -> bool:

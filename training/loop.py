@@ -33,7 +33,8 @@ from minimax_vl.model import MiniMaxVL01
 from text_backbone.weights_io import write_json
 from training import checkpointing
 from training.datasets import BatchLayout, DocumentEncoder, DocumentStream, MicroBatches, build_sources, held_out_batches
-from training.distributed import after_prepare, before_prepare, is_sharded, make_accelerator, place_frozen
+from training.distributed import (after_prepare, before_prepare, configure_deepspeed, is_sharded, make_accelerator,
+                                  place_frozen)
 from training.dpo import frozen_reference, pair_log_likelihoods, reference_log_likelihoods
 from training.losses import dpo_loss, shifted_targets, token_log_likelihood
 from training.metrics import MetricsLog, scalars, tensorboard_available
@@ -147,6 +148,8 @@ class Trainer:
         self.group_names = [g["name"] for g in optimizer.param_groups]
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, partial(lr_factor, stage.schedule, total_steps=self.total_steps))
+        self.components = component_table(model)  # before prepare: ZeRO-3 leaves empty parameters behind
+        configure_deepspeed(accelerator, stage.micro_batch_size, self.accum)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
         after_prepare(accelerator, self.model)
         if self.reference is not None:
@@ -215,7 +218,7 @@ class Trainer:
         (self.output / "stage.yaml").write_text(yaml.safe_dump(stage.to_dict(), sort_keys=False))
         print(f"stage {stage.stage} ({stage.name}): objective {stage.objective}, image mode {stage.image_mode}, "
               f"packing {'on' if stage.packing else 'off'}, max length {stage.max_length}")
-        print(component_table(self.accelerator.unwrap_model(self.model)))
+        print(self.components)
         print(f"{self.world} process(es) x micro-batch {stage.micro_batch_size} x {self.accum} accumulation step(s) "
               f"= global batch {stage.global_batch_size}; {self.total_steps} steps; precision "
               f"{self.accelerator.mixed_precision}; device {self.accelerator.device}; "
