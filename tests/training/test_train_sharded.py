@@ -7,17 +7,18 @@ installed (`pip install -e ".[deepspeed]"`; skipped otherwise, with that message
 Stage II is killed with SIGKILL after its first (sharded) checkpoint and resumed with `--resume`; the losses of
 steps 1-4, before and after the kill, are compared with one uninterrupted process. Its final export (the full
 state dict gathered from the shards, `save_pretrained`) is loaded by one process, which scores the held-out set
-as the sharded run did at its last step. Stage IV (DPO) shards its frozen reference like the policy.
+as the sharded run did at its last step. Stage IV (DPO) shards its frozen reference like the policy and runs with
+activation checkpointing (the one-process run without).
 
 Tolerances. One process with four accumulation micro-batches and two processes with two each compute the same
 cross-entropy / DPO objective up to the order of floating-point additions (the reduce-scatter vs. local
-accumulation): measured <= 6.5e-8 relative (FSDP2 and ZeRO-3), tested at 1e-5 relative. The MoE load-balancing loss is computed
-per micro-batch; were the groupings different ([0, 1] + [2, 3] vs. [0, 2] + [1, 3]), that would move the loss by
-~1e-6 at router_aux_loss_coef 1e-3: micro-batches of one document (one pair) make the groupings equal, so
-the total loss is tested at 1e-5 absolute as well (measured <= 3.6e-7). (With micro-batches of two, the aux-loss difference reached
-the router gates, whose tiny gradients AdamW turns into full-size steps: gates 7e-4 apart after 4 steps.)
-The held-out DPO margin is beta times a difference of float32 sums of ~100 token log-probabilities each, which
-round at ~1e-5 of their size: tested at 1e-5 absolute (measured <= 1.7e-6).
+accumulation): measured <= 6.5e-8 relative (FSDP2 and ZeRO-3), tested at 1e-5 relative. The MoE load-balancing loss
+is computed per micro-batch; were the groupings different ([0, 1] + [2, 3] vs. [0, 2] + [1, 3]), that would move the
+loss by ~1e-6 at router_aux_loss_coef 1e-3: micro-batches of one document (one pair) make the groupings equal, so
+the total loss is tested at 1e-5 absolute as well (measured <= 3.6e-7). (With micro-batches of two, the aux-loss
+difference reached the router gates, whose tiny gradients AdamW turns into full-size steps: gates 7e-4 apart after 4
+steps.) The held-out DPO margin is beta times a difference of float32 sums of ~100 token log-probabilities each,
+which round at ~1e-5 of their size: tested at 1e-5 absolute (measured <= 1.7e-6).
 """
 from __future__ import annotations
 
@@ -186,7 +187,8 @@ def test_stage2_matches_one_process_through_a_kill_and_resume(tmp_path, sharding
 def test_dpo_with_a_sharded_reference_matches_one_process(tmp_path, sharding):
     _needs(sharding)
     assert main([*STAGE4, "--output", str(tmp_path / "one")]) == 0
-    printed = _launch(sharding, STAGE4, tmp_path / "sharded")
+    # The sharded run also recomputes its layers in backward (activation checkpointing): the same numbers.
+    printed = _launch(sharding, [*STAGE4, "--activation-checkpointing"], tmp_path / "sharded")
     assert sharding.announced in printed
     one, sharded = _records(tmp_path / "one"), _records(tmp_path / "sharded")
     _assert_same_run(one, sharded, "val_margin")
