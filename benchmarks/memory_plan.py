@@ -154,8 +154,8 @@ def main() -> None:
 
     print(f"{args.preset}: {params['total'] / 1e9:.2f}B parameters; largest decoder layer "
           f"{params['largest_decoder_layer'] / 1e9:.2f}B (one expert {params['expert'] / 1e6:.0f}M, the largest unit "
-          f"without experts {params['largest_expert_unit'] / 1e6:.0f}M), root unit {params['root_unit'] / 1e9:.2f}B, ViT block "
-          f"{params['vit_block'] / 1e6:.1f}M")
+          f"without experts {params['largest_expert_unit'] / 1e6:.0f}M), root unit {params['root_unit'] / 1e9:.2f}B, "
+          f"ViT block {params['vit_block'] / 1e6:.1f}M")
     print(f"saved elements per token (measured on {args.measure_tokens} tokens, parameters excluded): lightning "
           f"layer {acts['lightning']:,.0f}, softmax layer {acts['softmax']:,.0f}, ViT block {acts['vit_block']:,.0f}")
     print(f"micro-batch: {args.tokens} text tokens + {image_tokens} ViT tokens per GPU; FSDP2 full shard; bf16 "
@@ -168,9 +168,9 @@ def main() -> None:
           "(checkpointed) | total (layer) | total (layer, ckpt) | total (expert, ckpt) |")
     print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r['gpus']} | {r['states_gib']:,.1f} | {r['gathered_gib']:.1f} | {r['gathered_expert_units_gib']:.1f} "
-              f"| {r['activations_gib']:,.1f} | {r['activations_ckpt_gib']:.1f} | {r['total_gib']:,.1f} | "
-              f"{r['total_ckpt_gib']:,.1f} | {r['total_ckpt_expert_units_gib']:,.1f} |")
+        cells = [r["states_gib"], r["gathered_gib"], r["gathered_expert_units_gib"], r["activations_gib"],
+                 r["activations_ckpt_gib"], r["total_gib"], r["total_ckpt_gib"], r["total_ckpt_expert_units_gib"]]
+        print(f"| {r['gpus']} | " + " | ".join(f"{c:,.1f}" for c in cells) + " |")
     if args.json:
         args.json.write_text(json.dumps({"preset": args.preset, "params": {k: v for k, v in params.items()
                                                                             if k != "config"},

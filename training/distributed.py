@@ -1,25 +1,26 @@
-"""How the training loop is spread over processes: the Accelerator, FSDP2 on the CPU, and the frozen DPO reference.
+"""How the training loop is spread over processes: the Accelerator, sharded runs on the CPU, the DPO reference.
 
     accelerator = make_accelerator(cpu=True, output=Path("runs/x"), log_with=None)
-    reference = place_frozen(accelerator, frozen_reference(model))     # sharded like the policy under FSDP2
+    before_prepare(accelerator, model); configure_deepspeed(accelerator, micro_batch_size, accumulation_steps)
+    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler); after_prepare(accelerator, model)
+    reference = place_frozen(accelerator, frozen_reference(model))     # sharded like the policy
 
 Everything else is accelerate's: `accelerate launch --config_file training/configs/accelerate/<config>.yaml` sets
-the environment, `Accelerator()` reads it, `prepare` wraps the model (DDP, FSDP2 or DeepSpeed).
+the environment, `Accelerator()` reads it, `prepare` wraps the model (DDP, FSDP2 or DeepSpeed ZeRO-3).
 
-FSDP2 on the CPU. accelerate (1.16) turns an FSDP launch into plain DDP when the processes run on the CPU: it
-only honours `ACCELERATE_USE_FSDP` for accelerator devices (`AcceleratorState.__init__`: the FSDP branch sits
-under `distributed_type in (MULTI_GPU, MULTI_XPU, ...)`, and a CPU launch is `MULTI_CPU`). torch's FSDP2
-(`fully_shard`) itself runs on the CPU with gloo, so `make_accelerator` promotes such a state to FSDP with the
-launcher's plugin; from then on `prepare`, `save_state`, `load_state` and `get_state_dict` take accelerate's
-FSDP2 code paths exactly as they do on GPUs. That is what `cpu_fsdp2.yaml` runs in CI
-(tests/training/test_train_fsdp.py).
+Sharded runs on the CPU (docs/DISTRIBUTED.md). accelerate 1.16 turns an FSDP launch on the CPU into plain DDP:
+it only honours `ACCELERATE_USE_FSDP` for accelerator devices (in `AcceleratorState.__init__` the FSDP branch sits
+under `distributed_type in (MULTI_GPU, MULTI_XPU, ...)`; a CPU launch is `MULTI_CPU`). torch's FSDP2 runs on the
+CPU with gloo, so `make_accelerator` promotes such a state to FSDP with the launcher's plugin; from then on
+`prepare`, `save_state`, `load_state` and `get_state_dict` take accelerate's FSDP2 paths as they do on GPUs.
+DeepSpeed launches get a gloo process group the same way. `cpu_fsdp2.yaml` and `cpu_deepspeed_zero3.yaml` run
+this in CI (tests/training/test_train_sharded.py).
 """
 from __future__ import annotations
 
 import os
 from pathlib import Path
 
-import torch
 from torch import nn
 
 # Wrapping units: each one is all-gathered for its forward and backward and freed after (FSDP2 `fully_shard`).
@@ -117,7 +118,7 @@ def before_prepare(accelerator, model: nn.Module) -> None:
     """Sharded set-ups gather a unit's weights when it runs (and reduce its gradients after its backward), so
     every process must run the same units in the same order. Two things in this model differ between batches:
     a text-only batch skips the vision tower (fixed by `run_vision_without_images`: a blank tile with zero
-    weight), and a batch may route no token to some expert (fixed after prepare: `reduce_unused_gradients`)."""
+    weight), and a batch may route no token to some expert (fixed by `after_prepare`)."""
     if is_sharded(accelerator):
         model.run_vision_without_images = True
 
@@ -136,10 +137,3 @@ def is_sharded(accelerator) -> bool:
     from accelerate.utils import DistributedType
 
     return accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
-
-
-def world_info() -> str:
-    """One line for start-up logs: torch's process group backend, when there is one."""
-    if torch.distributed.is_available() and torch.distributed.is_initialized():
-        return f"{torch.distributed.get_world_size()} ranks, backend {torch.distributed.get_backend()}"
-    return "no process group"

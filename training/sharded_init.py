@@ -127,7 +127,8 @@ def _load_processor(model: MiniMaxVL01, path: Path) -> None:
 
 
 # ---------------------------------------------------------------------- a probe to compare with one process
-PROBE_MESSAGES = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What does the chart show?"}]}]
+PROBE_MESSAGES = [{"role": "user",
+                   "content": [{"type": "image"}, {"type": "text", "text": "What does the chart show?"}]}]
 
 
 def probe_inputs(processor) -> dict:
