@@ -86,8 +86,8 @@ class MiniMaxVL01(nn.Module):
             for image_features, size in zip(features.split(tiles_per_image), image_sizes)
         ]
 
-    def _blank_image_features(self) -> torch.Tensor:
-        """Projected features of one all-zero tile, plus image_newline (see `run_vision_without_images`)."""
+    def _blank_image_sum(self) -> torch.Tensor:
+        """The sum of one all-zero tile's projected features and image_newline (see `run_vision_without_images`)."""
         size = self.config.vision_config.image_size
         tile = torch.zeros(1, self.config.vision_config.num_channels, size, size, device=self.image_newline.device)
         return self.multi_modal_projector(self.vision_tower(tile)).sum() + self.image_newline.sum()
@@ -107,7 +107,7 @@ class MiniMaxVL01(nn.Module):
             if expected:
                 raise ValueError(f"the prompt has {expected} image tokens but no pixel_values were given")
             if self.run_vision_without_images:
-                return embeds + 0.0 * self._blank_image_features().sum()
+                return embeds + 0.0 * self._blank_image_sum()
             return embeds
         if image_sizes is None or len(image_sizes) != len(pixel_values):
             raise ValueError("pass image_sizes with one (height, width) per image, as the processor returns them")

@@ -26,12 +26,14 @@ MESSAGES = [{"role": "user", "content": [{"type": "image"}, {"type": "text", "te
 
 @pytest.fixture(scope="module")
 def model_and_inputs():
-    torch.set_num_threads(1)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: more threads only add synchronisation on a shared machine
     model = MiniMaxVL01.from_preset("tiny", seed=0).double().train()
     image = Image.fromarray(np.random.default_rng(0).integers(0, 256, (96, 200, 3), dtype=np.uint8))
     inputs = model.processor(images=[image], text=model.processor.apply_chat_template(MESSAGES))
     inputs["pixel_values"] = [p.double() for p in inputs["pixel_values"]]
-    return model, {**inputs, "labels": inputs["input_ids"].clone()}
+    yield model, {**inputs, "labels": inputs["input_ids"].clone()}
+    torch.set_num_threads(threads)
 
 
 def _run(model, inputs) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[str, int], int]:
