@@ -19,6 +19,7 @@ this in CI (tests/training/test_train_sharded.py).
 from __future__ import annotations
 
 import os
+from functools import partial
 from pathlib import Path
 
 from torch import nn
@@ -100,12 +101,52 @@ def shard_per_unit(module: nn.Module, units: tuple[str, ...] = SHARD_UNITS, **fu
     return module
 
 
+def loads_sharded(accelerator) -> bool:
+    """Whether a checkpoint is loaded straight into shards (FSDP2): each process reads only its rows, and no
+    process ever holds the whole model (`training.sharded_init`). ZeRO-3 and DDP load whole models."""
+    return bool(getattr(accelerator, "is_fsdp2", False))
+
+
+def sharded_model(accelerator, path: Path) -> nn.Module:
+    """`sharded_from_pretrained` with the launcher's FSDP2 settings (what accelerate's `prepare` would apply;
+    it leaves an already sharded model as it is)."""
+    from torch.distributed.fsdp import MixedPrecisionPolicy
+    from torch.distributed.fsdp.wrap import transformer_auto_wrap_policy
+
+    from training.sharded_init import sharded_from_pretrained
+
+    plugin = accelerator.state.fsdp_plugin
+    model, _ = sharded_from_pretrained(path, device=accelerator.device,
+                                       reshard_after_forward=plugin.reshard_after_forward,
+                                       mp_policy=plugin.mixed_precision_policy or MixedPrecisionPolicy(),
+                                       offload_policy=plugin.cpu_offload)
+    if plugin.auto_wrap_policy is transformer_auto_wrap_policy:
+        # `prepare` resolves the wrapping classes by name in the model, and fully_shard has renamed them
+        # (FSDPDecoderLayer): resolve them here, from the classes themselves, so that lookup is skipped.
+        classes = {type(m).__mro__[1] for m in model.modules() if type(m).__mro__[1].__name__ in SHARD_UNITS}
+        plugin.auto_wrap_policy = partial(transformer_auto_wrap_policy, transformer_layer_cls=classes)
+    return model
+
+
+def already_sharded(module: nn.Module) -> bool:
+    from torch.distributed.fsdp import FSDPModule
+
+    return isinstance(module, FSDPModule)
+
+
+def freeze(module: nn.Module) -> nn.Module:
+    module.requires_grad_(False)
+    return module.eval()
+
+
 def place_frozen(accelerator, reference: nn.Module) -> nn.Module:
     """The frozen DPO reference where the policy is. Under FSDP2 it is sharded per layer like the policy (a full
     copy per process is what sharding avoids; accelerate's `prepare_model` refuses FSDP2 without an optimizer);
     elsewhere it is only moved to the device, which also keeps it out of the checkpoints."""
     from accelerate.utils import DistributedType
 
+    if already_sharded(reference):  # loaded sharded (`sharded_model`)
+        return reference
     if accelerator.distributed_type == DistributedType.FSDP and accelerator.is_fsdp2:
         reference.to(accelerator.device)
         return shard_per_unit(reference, reshard_after_forward=True)

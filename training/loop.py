@@ -33,8 +33,8 @@ from minimax_vl.model import MiniMaxVL01
 from text_backbone.weights_io import write_json
 from training import checkpointing
 from training.datasets import BatchLayout, DocumentEncoder, DocumentStream, MicroBatches, build_sources, held_out_batches
-from training.distributed import (after_prepare, before_prepare, configure_deepspeed, is_sharded, make_accelerator,
-                                  place_frozen)
+from training.distributed import (after_prepare, already_sharded, before_prepare, configure_deepspeed, freeze,
+                                  is_sharded, loads_sharded, make_accelerator, place_frozen, sharded_model)
 from training.dpo import frozen_reference, pair_log_likelihoods, reference_log_likelihoods
 from training.losses import dpo_loss, shifted_targets, token_log_likelihood
 from training.metrics import MetricsLog, scalars, tensorboard_available
@@ -76,7 +76,8 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------- model set-up
-def initial_model(stage: StageConfig, options: RunOptions) -> MiniMaxVL01:
+def initial_model(stage: StageConfig, options: RunOptions, accelerator=None) -> MiniMaxVL01:
+    """The stage's starting weights; under FSDP2 a checkpoint is loaded straight into this process's shards."""
     init = options.init if options.init is not None else resolve_init(stage.init, options.output_dir)
     if init == "preset":
         return MiniMaxVL01.from_preset(options.preset, seed=stage.seed).train()
@@ -84,7 +85,10 @@ def initial_model(stage: StageConfig, options: RunOptions) -> MiniMaxVL01:
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"stage {stage.stage} starts from {path}, which holds no checkpoint; run the previous "
                                 "stage first (its output's final/ folder) or pass --init PATH")
-    model = MiniMaxVL01.from_pretrained(path).train()
+    if accelerator is not None and loads_sharded(accelerator):
+        model = sharded_model(accelerator, path).train()
+    else:
+        model = MiniMaxVL01.from_pretrained(path).train()
     if model.processor is None:
         raise FileNotFoundError(f"{path} has no tokenizer.json / preprocessor_config.json; the training data "
                                 "needs the processor saved beside the weights (save_pretrained writes it)")
@@ -133,14 +137,22 @@ class Trainer:
         self.root = checkpointing.checkpoint_root(self.output)
         self.resume_from = self._resume_checkpoint()
 
-        model = initial_model(stage, options)
+        model = initial_model(stage, options, accelerator)
+        self.loaded_sharded = already_sharded(model)
         before_prepare(accelerator, model)
         self.trained_names = apply_trainable(model, stage.trainable)
         self.coef = model.config.text_config.router_aux_loss_coef
         processor = model.processor
         self.train_source, held_source = build_sources(stage)
         self.total_steps = stage.steps_to_run(self.train_source.epoch_size)
-        self.reference = frozen_reference(model) if stage.objective == "dpo" else None
+        self.reference = None
+        if stage.objective == "dpo":
+            if self.loaded_sharded:
+                # A sharded model is not deep-copied: the reference loads the same starting weights again.
+                self.reference = freeze(initial_model(stage, options, accelerator))
+                before_prepare(accelerator, self.reference)
+            else:
+                self.reference = frozen_reference(model)
         if stage.activation_checkpointing:  # the reference never runs a backward: only the policy recomputes
             model.set_activation_checkpointing(True)
 
@@ -223,6 +235,8 @@ class Trainer:
               f"= global batch {stage.global_batch_size}; {self.total_steps} steps; precision "
               f"{self.accelerator.mixed_precision}; device {self.accelerator.device}; "
               f"distributed {self.accelerator.distributed_type.value}")
+        if self.loaded_sharded:
+            print("weights loaded straight into shards: each process read only its rows of the checkpoint")
         if self.resume_from is not None:
             print(f"resuming from {self.resume_from} at step {self.state['step']} "
                   f"({self.state['samples']} samples consumed)")

@@ -13,7 +13,8 @@ The path the 456B preset takes to the GPUs (docs/DISTRIBUTED.md):
      CLIP names with q, k, v apart while the model's timm ViT fuses them; every rank reads it whole, converts it
      and keeps its rows, which costs 0.6 GB in bf16 once at start-up.
 The result runs forward and backward like the single-process model (tests/training/test_sharded_init.py: the
-same logits on two CPU processes as `from_pretrained` in one).
+same logits on two CPU processes as `from_pretrained` in one). The training loop loads checkpoints this way under
+FSDP2 (`training.distributed.sharded_model`).
 """
 from __future__ import annotations
 
@@ -59,8 +60,9 @@ def _window(shape: tuple[int, ...], offset: tuple[int, ...]) -> tuple[slice, ...
 
 
 def sharded_from_pretrained(path: str | Path, *, dtype: torch.dtype | None = None, device: str | torch.device = "cpu",
-                            reshard_after_forward: bool = True) -> tuple[MiniMaxVL01, ShardReport]:
-    """Steps 1-4 above, in an initialised process group; returns the FSDP2 model and what this rank read."""
+                            **fully_shard_kwargs) -> tuple[MiniMaxVL01, ShardReport]:
+    """Steps 1-4 above, in an initialised process group; returns the FSDP2 model and what this rank read.
+    `fully_shard_kwargs` (reshard_after_forward, mp_policy, offload_policy, mesh) go to every `fully_shard`."""
     from safetensors import safe_open
 
     path = Path(path)
@@ -69,7 +71,7 @@ def sharded_from_pretrained(path: str | Path, *, dtype: torch.dtype | None = Non
         model = MiniMaxVL01(config)
     if dtype is not None:
         model.to(dtype)  # on meta: only the dtype changes
-    shard_per_unit(model, reshard_after_forward=reshard_after_forward)
+    shard_per_unit(model, **fully_shard_kwargs)
     model.to_empty(device=device)
 
     info = inspect_checkpoint(path)

@@ -7,8 +7,9 @@ installed (`pip install -e ".[deepspeed]"`; skipped otherwise, with that message
 Stage II is killed with SIGKILL after its first (sharded) checkpoint and resumed with `--resume`; the losses of
 steps 1-4, before and after the kill, are compared with one uninterrupted process. Its final export (the full
 state dict gathered from the shards, `save_pretrained`) is loaded by one process, which scores the held-out set
-as the sharded run did at its last step. Stage IV (DPO) shards its frozen reference like the policy and runs with
-activation checkpointing (the one-process run without).
+as the sharded run did at its last step. Stage IV (DPO) starts from a checkpoint, which FSDP2 loads straight into
+each process's shards (policy and frozen reference, `training.sharded_init`), and runs with activation
+checkpointing (the one-process run without).
 
 Tolerances. One process with four accumulation micro-batches and two processes with two each compute the same
 cross-entropy / DPO objective up to the order of floating-point additions (the reduce-scatter vs. local
@@ -186,10 +187,14 @@ def test_stage2_matches_one_process_through_a_kill_and_resume(tmp_path, sharding
 @pytest.mark.parametrize("sharding", SHARDINGS)
 def test_dpo_with_a_sharded_reference_matches_one_process(tmp_path, sharding):
     _needs(sharding)
-    assert main([*STAGE4, "--output", str(tmp_path / "one")]) == 0
+    # Stage IV starts from a checkpoint: under FSDP2 the policy and the reference are loaded straight into shards.
+    MiniMaxVL01.from_preset("tiny", seed=0).save_pretrained(tmp_path / "init")
+    args = [*STAGE4, "--init", str(tmp_path / "init")]  # the last --init wins
+    assert main([*args, "--output", str(tmp_path / "one")]) == 0
     # The sharded run also recomputes its layers in backward (activation checkpointing): the same numbers.
-    printed = _launch(sharding, [*STAGE4, "--activation-checkpointing"], tmp_path / "sharded")
+    printed = _launch(sharding, [*args, "--activation-checkpointing"], tmp_path / "sharded")
     assert sharding.announced in printed
+    assert ("weights loaded straight into shards" in printed) == (sharding is FSDP2)
     one, sharded = _records(tmp_path / "one"), _records(tmp_path / "sharded")
     _assert_same_run(one, sharded, "val_margin")
     assert sharded[("eval", 3)]["val_margin"] > sharded[("eval", 0)]["val_margin"] == 0.0  # the policy moved
