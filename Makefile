@@ -5,7 +5,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test test-slow bench setup clean
+.PHONY: demo test test-slow test-sharded bench setup clean
 
 $(PY):
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: $(STAMP)
 
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
+
+# The sharded-training tests with DeepSpeed ZeRO-3 included (installs the optional `deepspeed` extra first).
+test-sharded: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[test,deepspeed]"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests/training/test_train_sharded.py tests/training/test_sharded_init.py
 
 bench: $(STAMP)
 	$(PY) benchmarks/lightning_cpu.py

@@ -57,6 +57,16 @@ class MiniMaxVL01(nn.Module):
         self.image_newline = nn.Parameter(torch.randn(text_hidden) * text_hidden**-0.5)
         self.language_model = MiniMaxText01ForCausalLM(config.text_config)
         self.processor = processor
+        # Sharded training (FSDP, ZeRO-3) gathers each module's weights when it runs, so every process must run
+        # the same modules: with this set, a text-only batch still sends one blank tile through the vision tower
+        # and projector, with zero weight in the result. training.distributed sets it; inference never needs it.
+        self.run_vision_without_images = False
+
+    def set_activation_checkpointing(self, enabled: bool = True) -> None:
+        """Recompute each decoder layer and each ViT block in the backward pass instead of keeping their
+        activations (training only; outputs and gradients are unchanged)."""
+        self.language_model.model.activation_checkpointing = enabled
+        self.vision_tower.set_grad_checkpointing(enabled)
 
     # ------------------------------------------------------------------ images -> token embeddings
     def encode_images(
@@ -76,6 +86,12 @@ class MiniMaxVL01(nn.Module):
             for image_features, size in zip(features.split(tiles_per_image), image_sizes)
         ]
 
+    def _blank_image_sum(self) -> torch.Tensor:
+        """The sum of one all-zero tile's projected features and image_newline (see `run_vision_without_images`)."""
+        size = self.config.vision_config.image_size
+        tile = torch.zeros(1, self.config.vision_config.num_channels, size, size, device=self.image_newline.device)
+        return self.multi_modal_projector(self.vision_tower(tile)).sum() + self.image_newline.sum()
+
     def embed_inputs(
         self,
         input_ids: torch.Tensor,
@@ -90,6 +106,8 @@ class MiniMaxVL01(nn.Module):
         if pixel_values is None or len(pixel_values) == 0:
             if expected:
                 raise ValueError(f"the prompt has {expected} image tokens but no pixel_values were given")
+            if self.run_vision_without_images:
+                return embeds + 0.0 * self._blank_image_sum()
             return embeds
         if image_sizes is None or len(image_sizes) != len(pixel_values):
             raise ValueError("pass image_sizes with one (height, width) per image, as the processor returns them")

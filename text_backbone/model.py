@@ -13,11 +13,13 @@ Shapes: B batch, T new tokens, C hidden, V vocabulary.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+from torch.utils.checkpoint import checkpoint
 
 from text_backbone.cache import HybridCache
 from text_backbone.config import LIGHTNING, MiniMaxText01Config
@@ -81,6 +83,8 @@ class MiniMaxText01Model(nn.Module):
         self.embed_tokens = nn.Embedding(config.vocab_size, config.hidden_size)
         self.layers = nn.ModuleList(DecoderLayer(config, i) for i in range(config.num_hidden_layers))
         self.norm = RMSNorm(config.hidden_size, eps=config.rms_norm_eps)
+        # Training switch: recompute each layer in backward instead of keeping its activations (memory for compute).
+        self.activation_checkpointing = False
 
     def forward(
         self,
@@ -119,8 +123,11 @@ class MiniMaxText01Model(nn.Module):
         cos, sin = rotary_cos_sin(position_ids, self.config.rotary_dim, self.config.rope_theta, x.dtype)
 
         all_logits, all_ids = [], []
+        # Only a training forward keeps activations for a backward; with a cache we are generating.
+        recompute = self.activation_checkpointing and self.training and torch.is_grad_enabled() and cache is None
         for layer in self.layers:
-            x, router_logits, expert_ids = layer(
+            run = partial(checkpoint, layer, use_reentrant=False) if recompute else layer
+            x, router_logits, expert_ids = run(
                 x, cos=cos, sin=sin, cache=cache, padding_mask=padding_mask, step_mask=step_mask,
                 cu_seqlens=cu_seqlens, backend=backend,
             )

@@ -35,6 +35,8 @@ from minimax_vl.model import MiniMaxVL01
 from text_backbone.weights_io import replace_folder, temporary_folder, write_json
 from training import checkpointing
 from training.datasets import BatchLayout, DocumentEncoder, DocumentStream, MicroBatches, build_sources, held_out_batches
+from training.distributed import (after_prepare, already_sharded, before_prepare, configure_deepspeed, freeze,
+                                  is_sharded, loads_sharded, make_accelerator, place_frozen, sharded_model)
 from training.dpo import frozen_reference, pair_log_likelihoods, reference_log_likelihoods
 from training.losses import dpo_loss, target_log_probs
 from training.metrics import MetricsLog, scalars, tensorboard_available
@@ -85,7 +87,8 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------------- model set-up
-def initial_model(stage: StageConfig, options: RunOptions) -> MiniMaxVL01:
+def initial_model(stage: StageConfig, options: RunOptions, accelerator=None) -> MiniMaxVL01:
+    """The stage's starting weights; under FSDP2 a checkpoint is loaded straight into this process's shards."""
     init = options.init if options.init is not None else resolve_init(stage.init, options.output_dir)
     if init == "preset":
         return MiniMaxVL01.from_preset(options.preset, seed=stage.seed).train()
@@ -93,7 +96,10 @@ def initial_model(stage: StageConfig, options: RunOptions) -> MiniMaxVL01:
     if not (path / "config.json").exists():
         raise FileNotFoundError(f"stage {stage.stage} starts from {path}, which holds no checkpoint; run the previous "
                                 "stage first (its output's final/ folder) or pass --init PATH")
-    model = MiniMaxVL01.from_pretrained(path).train()
+    if accelerator is not None and loads_sharded(accelerator):
+        model = sharded_model(accelerator, path).train()
+    else:
+        model = MiniMaxVL01.from_pretrained(path).train()
     if model.processor is None:
         raise FileNotFoundError(f"{path} has no tokenizer.json / preprocessor_config.json; the training data "
                                 "needs the processor saved beside the weights (save_pretrained writes it)")
@@ -126,8 +132,7 @@ def _identity(item):
 # ---------------------------------------------------------------------- the trainer
 class Trainer:
     def __init__(self, stage: StageConfig, options: RunOptions, accelerator=None):
-        from accelerate import Accelerator
-        from accelerate.utils import DistributedDataParallelKwargs, set_seed
+        from accelerate.utils import set_seed
 
         if options.max_minutes is not None and not options.max_minutes >= 0:
             raise ValueError(f"max_minutes={options.max_minutes} must be >= 0 (or None for no time limit)")
@@ -136,12 +141,7 @@ class Trainer:
         cpu = (not torch.cuda.is_available()) if options.cpu is None else options.cpu
         use_tensorboard = tensorboard_available()
         if accelerator is None:
-            # find_unused_parameters: a batch never reaches every MoE expert (nor the vision tower when it holds
-            # only text), and DDP must not wait for gradients of parameters the forward did not use.
-            accelerator = Accelerator(
-                cpu=cpu, step_scheduler_with_optimizer=False,
-                kwargs_handlers=[DistributedDataParallelKwargs(find_unused_parameters=True)],
-                log_with="tensorboard" if use_tensorboard else None, project_dir=str(self.output))
+            accelerator = make_accelerator(cpu, self.output, "tensorboard" if use_tensorboard else None)
         self.accelerator = accelerator
         self.world = accelerator.num_processes
         self.accum = stage.grad_accum_steps(self.world)
@@ -150,21 +150,35 @@ class Trainer:
         self.root = checkpointing.checkpoint_root(self.output)
         self.resume_from = self._resume_checkpoint()
 
-        model = initial_model(stage, options)
+        model = initial_model(stage, options, accelerator)
+        self.loaded_sharded = already_sharded(model)
+        before_prepare(accelerator, model)
         self.trained_names = apply_trainable(model, stage.trainable)
         self.coef = model.config.text_config.router_aux_loss_coef
         processor = model.processor
         self.train_source, held_source = build_sources(stage)
         self.total_steps = stage.steps_to_run(self.train_source.epoch_size)
-        self.reference = frozen_reference(model) if stage.objective == "dpo" else None
+        self.reference = None
+        if stage.objective == "dpo":
+            if self.loaded_sharded:
+                # A sharded model is not deep-copied: the reference loads the same starting weights again.
+                self.reference = freeze(initial_model(stage, options, accelerator))
+                before_prepare(accelerator, self.reference)
+            else:
+                self.reference = frozen_reference(model)
+        if stage.activation_checkpointing:  # the reference never runs a backward: only the policy recomputes
+            model.set_activation_checkpointing(True)
 
         optimizer = torch.optim.AdamW(parameter_groups(model, stage), betas=tuple(stage.adam_betas))
         self.group_names = [g["name"] for g in optimizer.param_groups]
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, partial(lr_factor, stage.schedule, total_steps=self.total_steps))
+        self.components = component_table(model)  # before prepare: ZeRO-3 leaves empty parameters behind
+        configure_deepspeed(accelerator, stage.micro_batch_size, self.accum)
         self.model, self.optimizer, self.scheduler = accelerator.prepare(model, optimizer, scheduler)
+        after_prepare(accelerator, self.model)
         if self.reference is not None:
-            self.reference = self._place_reference(self.reference)
+            self.reference = place_frozen(accelerator, self.reference)
         if accelerator.gradient_accumulation_steps != self.accum:  # DeepSpeed's config overrides ours
             raise ValueError(f"the launcher config sets gradient_accumulation_steps="
                              f"{accelerator.gradient_accumulation_steps} but this stage needs {self.accum} "
@@ -196,15 +210,6 @@ class Trainer:
         self._announce()
 
     # ------------------------------------------------------------------ start-up
-    def _place_reference(self, reference):
-        """Sharded set-ups (FSDP, ZeRO-3) shard the frozen reference like the policy; elsewhere it is only moved
-        to the device, which also keeps it out of the checkpoints (`prepare_model` would register it)."""
-        from accelerate.utils import DistributedType
-
-        if self.accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED):
-            return self.accelerator.prepare_model(reference, evaluation_mode=True)
-        return reference.to(self.accelerator.device)
-
     def _resume_checkpoint(self) -> Path | None:
         resume, root = self.options.resume, self.root
         if self.accelerator.is_main_process:
@@ -238,10 +243,13 @@ class Trainer:
         (self.output / "stage.yaml").write_text(yaml.safe_dump(stage.to_dict(), sort_keys=False))
         print(f"stage {stage.stage} ({stage.name}): objective {stage.objective}, image mode {stage.image_mode}, "
               f"packing {'on' if stage.packing else 'off'}, max length {stage.max_length}")
-        print(component_table(self.accelerator.unwrap_model(self.model)))
+        print(self.components)
         print(f"{self.world} process(es) x micro-batch {stage.micro_batch_size} x {self.accum} accumulation step(s) "
               f"= global batch {stage.global_batch_size}; {self.total_steps} steps; precision "
-              f"{self.accelerator.mixed_precision}; device {self.accelerator.device}")
+              f"{self.accelerator.mixed_precision}; device {self.accelerator.device}; "
+              f"distributed {self.accelerator.distributed_type.value}")
+        if self.loaded_sharded:
+            print("weights loaded straight into shards: each process read only its rows of the checkpoint")
         if self.resume_from is not None:
             print(f"resuming from {self.resume_from} at step {self.state['step']} "
                   f"({self.state['samples']} samples consumed)")
@@ -346,10 +354,11 @@ class Trainer:
                     token_lp, _ = target_log_probs(self.model, inputs, labels, stage.image_mode, self.options.loss_path)
                     totals[:2] += torch.stack([-token_lp.sum().double(), count])
                     swapped = _with_images_rotated(inputs)
-                    if swapped is not None:
-                        token_lp, _ = target_log_probs(self.model, swapped, labels, stage.image_mode,
+                    if swapped is not None or is_sharded(accelerator):  # sharded: every process runs as many forwards
+                        token_lp, _ = target_log_probs(self.model, swapped or inputs, labels, stage.image_mode,
                                                        self.options.loss_path)
-                        totals[2:] += torch.stack([-token_lp.sum().double(), count])
+                        if swapped is not None:
+                            totals[2:] += torch.stack([-token_lp.sum().double(), count])
                 gathered = accelerator.gather_for_metrics(totals.unsqueeze(0)).sum(0)
                 metrics = {"val_loss": float(gathered[0] / gathered[1].clamp_min(1))}
                 if gathered[3] > 0:
@@ -468,11 +477,9 @@ class Trainer:
     # ------------------------------------------------------------------ export
     def export(self) -> Path:
         """`save_pretrained` into output/final via a temporary folder and a rename."""
-        from accelerate.utils import DistributedType
-
         accelerator = self.accelerator
         final = self.output / "final"
-        sharded = accelerator.distributed_type in (DistributedType.FSDP, DistributedType.DEEPSPEED)
+        sharded = is_sharded(accelerator)
         # FSDP / ZeRO-3 hold shards: gather a full state dict (a collective, so every process calls it).
         full_state = accelerator.get_state_dict(self.model) if sharded else None
         if accelerator.is_main_process:

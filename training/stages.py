@@ -163,6 +163,9 @@ class StageConfig:
     seed: int = 0
     log_every: int = 1
     max_nonfinite_steps: int = 3
+    # Recompute each decoder layer and ViT block in backward instead of storing its activations: activation
+    # memory of one layer input per layer instead of every intermediate, for one more forward (docs/DISTRIBUTED.md).
+    activation_checkpointing: bool = False
 
     def validate(self) -> "StageConfig":
         try:

@@ -58,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     group.add_argument("--checkpoint-every", type=int, help="steps between checkpoints (0: none)")
     group.add_argument("--keep-checkpoints", type=int, help="complete checkpoints to keep")
     group.add_argument("--seed", type=int)
+    group.add_argument("--activation-checkpointing", action=argparse.BooleanOptionalAction, default=None,
+                       help="recompute each decoder layer and ViT block in backward (less memory, ~1/3 more compute)")
     group.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="any stage field, e.g. --set learning_rates.language_model=1e-4 --set schedule.kind=wsd")
     run = parser.add_argument_group("run")
@@ -81,7 +83,8 @@ def build_parser() -> argparse.ArgumentParser:
 _FLAG_FIELDS = {"max_steps": "max_steps", "global_batch_size": "global_batch_size",
                 "micro_batch_size": "micro_batch_size", "max_length": "max_length", "packing": "packing",
                 "dataset": "data.dataset", "eval_every": "eval.every", "checkpoint_every": "checkpoint.every",
-                "keep_checkpoints": "checkpoint.keep", "seed": "seed"}
+                "keep_checkpoints": "checkpoint.keep", "seed": "seed",
+                "activation_checkpointing": "activation_checkpointing"}
 
 
 def stage_overrides(args: argparse.Namespace) -> list[str]:
