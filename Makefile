@@ -26,9 +26,8 @@ test: $(STAMP)
 test-slow: $(STAMP)
 	$(PY) -m pytest -q -m slow
 
-# The sharded-training tests with DeepSpeed ZeRO-3 included (installs the optional `deepspeed` extra first).
+# Only the sharded-training tests (FSDP2 and DeepSpeed ZeRO-3 on two CPU processes; also part of `make test`).
 test-sharded: $(STAMP)
-	$(PY) -m pip install --quiet -e ".[test,deepspeed]"
 	OMP_NUM_THREADS=1 $(PY) -m pytest -q tests/training/test_train_sharded.py tests/training/test_sharded_init.py
 
 bench: $(STAMP)

@@ -209,7 +209,7 @@ class MiniMaxText01ForCausalLM(nn.Module):
             if logits_to_keep:
                 raise ValueError("labels need every position's hidden state; do not pass logits_to_keep with labels")
             targets = shifted_targets(labels, cu_seqlens)  # [B, T-1]
-            target_log_probs = labelled_log_likelihoods(hidden[:, :-1], self.lm_head.weight, targets)
+            target_log_probs = labelled_log_likelihoods(hidden[:, :-1], self.lm_head, targets)
             loss = -target_log_probs.sum() / (targets != IGNORE_INDEX).sum().clamp_min(1)
             if self.config.router_aux_loss_coef:
                 loss = loss + self.config.router_aux_loss_coef * aux
