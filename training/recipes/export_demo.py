@@ -2,6 +2,7 @@
 
     .venv/bin/python -m training.recipes.export_demo runs/demo                     # stage4/final -> package
     .venv/bin/python -m training.recipes.export_demo runs/demo/stage2/final --to /tmp/demo_model
+    .venv/bin/python -m training.recipes.export_demo runs/reading/stage2/checkpoints/step_001400   # mid-stage
 
 Writes into minimax_vl/assets/demo_model/ (what `minimax_vl.DEMO_MODEL` points at) through a temporary folder
 and one rename, so a killed export never leaves a half-written model behind. Half precision halves the size
@@ -29,8 +30,8 @@ SIZE_LIMIT_MB = 25
 
 
 def source_folder(path: Path) -> Path:
-    """A run folder (its last finished stage's final/) or a checkpoint folder itself."""
-    if (path / "config.json").exists():
+    """A run folder (its last finished stage's final/), a model folder, or a trainer checkpoint (step_*/)."""
+    if (path / "config.json").exists() or _is_trainer_checkpoint(path):
         return path
     for stage in (4, 3, 2, 1):
         final = path / f"stage{stage}" / "final"
@@ -38,6 +39,27 @@ def source_folder(path: Path) -> Path:
             return final
     raise FileNotFoundError(f"{path} holds neither config.json nor stage*/final/config.json; train first with "
                             "`bash training/recipes/demo_model.sh`")
+
+
+def _is_trainer_checkpoint(path: Path) -> bool:
+    return (path / "model.safetensors").exists() and path.parent.name == "checkpoints"
+
+
+def load_source(path: Path) -> MiniMaxVL01:
+    """The model in fp32. A trainer checkpoint holds weights only: the architecture and processor are those of the
+    model its stage started from (the stage's `init`, e.g. stage1/final), whose weights are then replaced."""
+    if not _is_trainer_checkpoint(path):
+        return MiniMaxVL01.from_pretrained(path, dtype=torch.float32)
+    import yaml
+    from safetensors.torch import load_file
+
+    from training.stages import resolve_init
+
+    stage_dir = path.parent.parent
+    init = resolve_init(yaml.safe_load((stage_dir / "stage.yaml").read_text())["init"], stage_dir)
+    model = MiniMaxVL01.from_pretrained(init, dtype=torch.float32)
+    model.load_state_dict(load_file(str(path / "model.safetensors")), strict=True)
+    return model
 
 
 def answers(model: MiniMaxVL01, images: int) -> list[str]:
@@ -56,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     source = source_folder(args.source)
-    model = MiniMaxVL01.from_pretrained(source, dtype=torch.float32)
+    model = load_source(source)
     half = copy.deepcopy(model).half()
     temp = temporary_folder(args.to)
     half.save_pretrained(temp)
