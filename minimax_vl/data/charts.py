@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from minimax_vl.data.chart_layout import render_chart
-from minimax_vl.data.drawing import LayoutError, TextBox
+from minimax_vl.data.drawing import LayoutError, NoLayoutFound, TextBox
 from minimax_vl.data.styles import Difficulty, font_families, palettes
 from minimax_vl.data.styles import difficulty as get_difficulty
 from minimax_vl.data.vocab import vocabulary
@@ -89,7 +89,7 @@ def generate_chart(
             return render_chart(scene, draw=draw, text_mask=text_mask)
         except LayoutError:
             continue  # resample: labels did not fit even at the smallest allowed font
-    raise RuntimeError(f"no chart layout fitted in {MAX_ATTEMPTS} attempts at image size {image_size}; "
+    raise NoLayoutFound(f"no chart layout fitted in {MAX_ATTEMPTS} attempts at image size {image_size}; "
                        "use a larger --image-size or a smaller font scale")
 
 

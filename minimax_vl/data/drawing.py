@@ -22,6 +22,10 @@ class TextBox:
     box: Box
 
 
+class NoLayoutFound(RuntimeError):
+    """Every scene sampled from a generator failed to fit; the message says which size and font scale to change."""
+
+
 class LayoutError(Exception):
     """A planned layout breaks a rule (clipped or overlapping text); the caller retries smaller or resamples."""
 

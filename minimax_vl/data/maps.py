@@ -18,6 +18,7 @@ from PIL import Image
 from minimax_vl.data.chart_layout import paint_shapes
 from minimax_vl.data.drawing import (
     Box,
+    NoLayoutFound,
     Canvas,
     LayoutError,
     PlannedText,
@@ -85,7 +86,7 @@ def generate_map(
             return render_map(scene, draw=draw, text_mask=text_mask)
         except LayoutError:
             continue
-    raise RuntimeError(f"no map layout fitted in {MAX_ATTEMPTS} attempts at image size {image_size}; "
+    raise NoLayoutFound(f"no map layout fitted in {MAX_ATTEMPTS} attempts at image size {image_size}; "
                        "use a larger --image-size or a smaller font scale")
 
 

@@ -32,6 +32,7 @@ from minimax_vl.data.charts import generate_chart
 from minimax_vl.data.formats import Sample
 from minimax_vl.data.map_questions import describe_map, map_questions
 from minimax_vl.data.maps import generate_map
+from minimax_vl.data.drawing import NoLayoutFound
 from minimax_vl.data.qa import QA
 from minimax_vl.data.reading import READING_PROMPTS, read_then_answer, reading_text, scene_fields
 from minimax_vl.data.splits import check_split, rng_for, seed_for
@@ -133,15 +134,13 @@ def make_sample(config: GeneratorConfig, index: int, *, draw: bool = True) -> Sa
         return Sample(sample_id, messages, [image], meta)
 
     image_kind = rng_for(seed, "image_kind").choice(config.image_kinds)
-    image_rng = rng_for(seed, image_kind)
     common = dict(split=config.split, difficulty=config.difficulty, image_size=config.image_size,
                   font_scale=config.font_scale, draw=draw and sample_kind != "reasoning")
+    scene, image = _generate_scene(image_kind, seed, common)
     if image_kind == "chart":
-        scene, image = generate_chart(image_rng, **common)
         questions, description = chart_questions(scene, rng), describe_chart(scene)
         meta["chart_type"] = scene.chart_type
     else:
-        scene, image = generate_map(image_rng, **common)
         questions, description = map_questions(scene, rng), describe_map(scene)
     meta["kind"] = image_kind
     images = [image]  # [None] when not drawn: the slot and its <image> placeholder stay
@@ -170,6 +169,23 @@ def make_sample(config: GeneratorConfig, index: int, *, draw: bool = True) -> Sa
         return _conversation_sample(sample_id, questions, description, image_kind, images, meta, rng)
     return _preference_sample(sample_id, [q for q in questions if q.distractors], images, meta, rng,
                               reading=first_reply_reading)
+
+
+SCENE_RETRIES = 5
+
+
+def _generate_scene(image_kind: str, seed: int, options: dict):
+    """The sample's chart or map. A seed whose scenes never fit (a few in 10,000 at large font scales: long map names
+    at 1.3x labels on 192 px) draws again from derived seeds instead of ending a training run; still a pure function
+    of (seed, options), and unchanged for every seed that fitted before."""
+    generate = generate_chart if image_kind == "chart" else generate_map
+    for retry in range(SCENE_RETRIES + 1):
+        purpose = image_kind if retry == 0 else f"{image_kind}-retry{retry}"
+        try:
+            return generate(rng_for(seed, purpose), **options)
+        except NoLayoutFound:
+            if retry == SCENE_RETRIES:
+                raise
 
 
 def balanced_choice(questions: list[QA], k: int, rng: random.Random) -> list[QA]:

@@ -146,3 +146,24 @@ def test_config_errors_name_the_fix():
         GeneratorConfig(split="dev")
     with pytest.raises(ValueError, match="image kind"):
         GeneratorConfig(image_kinds=("photo",))
+
+
+def test_a_seed_whose_scenes_never_fit_draws_again_instead_of_ending_a_run(monkeypatch):
+    """A training stream met a map seed with no layout at 1.3x labels; the sample now comes from a derived seed."""
+    import minimax_vl.data.samples as samples
+    from minimax_vl.data.drawing import NoLayoutFound
+
+    config = GeneratorConfig(sample_kinds=(("vqa", 1.0),), difficulty="easy", image_size=192, image_kinds=("map",))
+    before = make_sample(config, 3)
+    real, calls = samples.generate_map, []
+
+    def first_seed_fails(rng, **options):
+        calls.append(rng.random())
+        if len(calls) == 1:
+            raise NoLayoutFound("no map layout fitted")
+        return real(rng, **options)
+
+    monkeypatch.setattr(samples, "generate_map", first_seed_fails)
+    retried = make_sample(config, 3)
+    assert len(calls) == 2 and calls[0] != calls[1]  # a different (derived) random stream
+    assert retried.meta["kind"] == "map" and retried.messages != before.messages
