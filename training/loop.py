@@ -240,7 +240,10 @@ class Trainer:
         if not self.accelerator.is_main_process:
             return
         stage = self.stage
-        (self.output / "stage.yaml").write_text(yaml.safe_dump(stage.to_dict(), sort_keys=False))
+        table = stage.to_dict()
+        if self.options.init is not None:  # --init overrides the table's init: record what the run really started from
+            table["init"] = self.options.init if self.options.init == "preset" else str(Path(self.options.init).resolve())
+        (self.output / "stage.yaml").write_text(yaml.safe_dump(table, sort_keys=False))
         print(f"stage {stage.stage} ({stage.name}): objective {stage.objective}, image mode {stage.image_mode}, "
               f"packing {'on' if stage.packing else 'off'}, max length {stage.max_length}")
         print(self.components)

@@ -25,3 +25,19 @@ def test_a_trainer_checkpoint_ships_with_its_stage_inits_architecture_and_proces
     for name, value in model.state_dict().items():
         torch.testing.assert_close(value, trained[name], rtol=0, atol=0)
     assert source_folder(tmp_path) == tmp_path / "stage1" / "final"  # a run: its last finished stage
+
+
+def test_stage_table_records_the_init_a_run_was_given(tmp_path):
+    """`--init DIR` overrides the stage YAML's init; stage.yaml must say so, or a checkpoint cannot be exported."""
+    from training.loop import RunOptions, train
+    from training.stages import load_stage
+
+    start = tmp_path / "start"
+    MiniMaxVL01.from_preset("tiny", seed=0).save_pretrained(start)
+    stage = load_stage(2, ["max_steps=1", "global_batch_size=2", "micro_batch_size=2", "max_length=192",
+                           "data.image_size=128", "eval.samples=2", "checkpoint.every=1"])
+    train(stage, RunOptions(output_dir=tmp_path / "stage2", init=str(start), progress=False))
+    recorded = yaml.safe_load((tmp_path / "stage2" / "stage.yaml").read_text())["init"]
+    assert recorded == str(start.resolve())
+    checkpoint = tmp_path / "stage2" / "checkpoints" / "step_000001"
+    assert load_source(checkpoint).processor is not None

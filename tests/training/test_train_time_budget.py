@@ -31,6 +31,7 @@ def test_a_time_budget_stops_with_a_checkpoint_and_a_larger_one_continues(tmp_pa
     summary = json.loads((run / "summary.json").read_text())
     assert summary["steps"] == 1 and summary["out_of_time"] and summary["train_seconds"] > 1e-7 * 60
     assert (run / "final" / "config.json").exists()
+    assert "init: preset" in (run / "stage.yaml").read_text()  # --init is what the table records
     root = checkpointing.checkpoint_root(run)
     assert [p.name for p in checkpointing.complete_checkpoints(root)] == ["step_000001"]  # checkpoint.every=0
     spent = checkpointing.read_trainer_state(root / "step_000001")["train_seconds"]
