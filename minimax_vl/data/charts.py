@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from PIL import Image
 
 from minimax_vl.data.chart_layout import render_chart
-from minimax_vl.data.drawing import LayoutError, NoLayoutFound, TextBox
+from minimax_vl.data.drawing import LayoutError, TextBox, first_fitting
 from minimax_vl.data.styles import Difficulty, font_families, palettes
 from minimax_vl.data.styles import difficulty as get_difficulty
 from minimax_vl.data.vocab import vocabulary
@@ -83,14 +83,9 @@ def generate_chart(
     returns the image with an extra "L" mask of all text ink as `image.info["text_mask"]`.
     """
     level = get_difficulty(difficulty)
-    for _ in range(MAX_ATTEMPTS):
-        scene = sample_chart_scene(rng, split=split, level=level, image_size=image_size, font_scale=font_scale)
-        try:
-            return render_chart(scene, draw=draw, text_mask=text_mask)
-        except LayoutError:
-            continue  # resample: labels did not fit even at the smallest allowed font
-    raise NoLayoutFound(f"no chart layout fitted in {MAX_ATTEMPTS} attempts at image size {image_size}; "
-                       "use a larger --image-size or a smaller font scale")
+    return first_fitting(
+        "chart", lambda: sample_chart_scene(rng, split=split, level=level, image_size=image_size, font_scale=font_scale),
+        lambda scene: render_chart(scene, draw=draw, text_mask=text_mask), MAX_ATTEMPTS, image_size)
 
 
 def sample_chart_scene(

@@ -30,6 +30,19 @@ class LayoutError(Exception):
     """A planned layout breaks a rule (clipped or overlapping text); the caller retries smaller or resamples."""
 
 
+def first_fitting(what: str, sample, render, attempts: int, image_size: int):
+    """render(sample()) for fresh samples until one fits (render raises LayoutError when labels clip or overlap);
+    after `attempts` failures, NoLayoutFound says what to change."""
+    for _ in range(attempts):
+        scene = sample()
+        try:
+            return render(scene)
+        except LayoutError:
+            continue  # resample: labels did not fit even at the smallest allowed font
+    raise NoLayoutFound(f"no {what} layout fitted in {attempts} attempts at image size {image_size}; "
+                        "use a larger --image-size or a smaller font scale")
+
+
 @functools.lru_cache(maxsize=65536)
 def _ink_offsets(font: ImageFont.FreeTypeFont, text: str, anchor: str) -> Box:
     # Fonts come from `styles.load_font`'s cache, so identity is a stable key; planners measure the

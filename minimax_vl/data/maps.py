@@ -18,12 +18,12 @@ from PIL import Image
 from minimax_vl.data.chart_layout import paint_shapes
 from minimax_vl.data.drawing import (
     Box,
-    NoLayoutFound,
     Canvas,
     LayoutError,
     PlannedText,
     TextBox,
     boxes_overlap,
+    first_fitting,
     fit_largest_font,
     inside,
     text_size,
@@ -80,14 +80,9 @@ def generate_map(
 ) -> tuple[MapScene, Image.Image | None]:
     """Samples a map whose labels fit without clipping or overlap, and draws it (see `generate_chart`)."""
     level = get_difficulty(difficulty)
-    for _ in range(MAX_ATTEMPTS):
-        scene = sample_map_scene(rng, split=split, level=level, image_size=image_size, font_scale=font_scale)
-        try:
-            return render_map(scene, draw=draw, text_mask=text_mask)
-        except LayoutError:
-            continue
-    raise NoLayoutFound(f"no map layout fitted in {MAX_ATTEMPTS} attempts at image size {image_size}; "
-                       "use a larger --image-size or a smaller font scale")
+    return first_fitting(
+        "map", lambda: sample_map_scene(rng, split=split, level=level, image_size=image_size, font_scale=font_scale),
+        lambda scene: render_map(scene, draw=draw, text_mask=text_mask), MAX_ATTEMPTS, image_size)
 
 
 def sample_map_scene(
