@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# The reasoning half alone: the language model trains on text-only `reasoning` documents (the true transcription of
+# a planned, never drawn chart or map as context, then the answers), 64 a step, with no vision cost. Measures how
+# fast the LM learns to look values up in a transcription (docs/MODEL_CARD.md, "Read, then answer").
+#
+#   INIT=runs/reading/stage2_step650 OUT=runs/reasoning_text bash training/recipes/reasoning_text.sh
+#   RESUME=1 INIT=... OUT=... bash training/recipes/reasoning_text.sh       # continue after a kill
+#   minimax-vl eval --model DIR --generate 40 --no-probe    # its "reasoning from the true transcription" line
+#
+# INIT is a model folder (a trainer checkpoint becomes one with training.recipes.export_demo's load_source).
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+INIT=${INIT:?set INIT to the model folder to start from}
+OUT=${OUT:-runs/reasoning_text}
+STEPS=${STEPS:-600}
+MINUTES=${MINUTES:-24}
+resume=()
+if [[ "${RESUME:-0}" == 1 ]]; then resume=(--resume); fi
+.venv/bin/accelerate launch --config_file training/configs/accelerate/cpu_2proc.yaml -m training.train --stage 2 \
+  --output "$OUT" --init "$INIT" --preset demo "${resume[@]}" \
+  --global-batch-size 64 --micro-batch-size 32 --max-length 512 --packing --max-steps "$STEPS" --max-minutes "$MINUTES" \
+  --eval-every 100 --checkpoint-every 100 --keep-checkpoints 100 --num-threads 1 --no-progress \
+  --set data.image_size=192 --set data.difficulty=easy --set data.font_scale=1.3 --set image_mode=anyres \
+  --set data.read_first=true --set eval.samples=64 --set schedule.warmup_steps=20 --set schedule.kind=wsd \
+  --set 'trainable=[language_model]' --set weight_decay=0.1 \
+  --set 'learning_rates={vision_tower: 0.0, multi_modal_projector: 0.0, image_newline: 0.0, language_model: 0.001}' \
+  --set 'data.mix=[[reasoning, 1]]'
