@@ -28,7 +28,8 @@ from text_backbone.layers.moe import SparseMoE, load_balancing_loss
 from text_backbone.layers.norm import RMSNorm
 from text_backbone.layers.rope import rotary_cos_sin
 from text_backbone.layers.softmax_attention import SoftmaxAttention
-from text_backbone.ops.linear_cross_entropy import IGNORE_INDEX, labelled_log_likelihoods, upcast_logits
+from text_backbone.ops.linear_cross_entropy import (IGNORE_INDEX, labelled_log_likelihoods, log_likelihoods_from_logits,
+                                                   upcast_logits)
 
 
 @dataclass
@@ -186,9 +187,9 @@ class MiniMaxText01ForCausalLM(nn.Module):
         """labels [B, T] aligned with input_ids (shifted inside); IGNORE_INDEX (-100) positions do not count.
 
         logits_to_keep > 0 computes logits for the last that many positions only (generation).
-        With labels, the loss and `target_log_probs` come from the labelled positions only, through `lm_head` in
-        vocabulary-bounded chunks (`ops.linear_cross_entropy`); `return_logits=False` then skips the [B, T, V]
-        logits altogether, which is what training wants.
+        With labels and `return_logits=False` (what training wants), the loss and `target_log_probs` come from the
+        labelled positions only, through `lm_head` in vocabulary-bounded chunks (`ops.linear_cross_entropy`), and
+        no [B, T, V] logits are built; with the logits returned, they are read from those logits.
         """
         if use_cache and cache is None:
             cache = self.new_cache()
@@ -209,7 +210,10 @@ class MiniMaxText01ForCausalLM(nn.Module):
             if logits_to_keep:
                 raise ValueError("labels need every position's hidden state; do not pass logits_to_keep with labels")
             targets = shifted_targets(labels, cu_seqlens)  # [B, T-1]
-            target_log_probs = labelled_log_likelihoods(hidden[:, :-1], self.lm_head, targets)
+            if logits is not None:  # built anyway: gather from them rather than run lm_head a second time
+                target_log_probs = log_likelihoods_from_logits(logits[:, :-1], targets)
+            else:
+                target_log_probs = labelled_log_likelihoods(hidden[:, :-1], self.lm_head, targets)
             loss = -target_log_probs.sum() / (targets != IGNORE_INDEX).sum().clamp_min(1)
             if self.config.router_aux_loss_coef:
                 loss = loss + self.config.router_aux_loss_coef * aux

@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from text_backbone.model import IGNORE_INDEX, shifted_targets
+from text_backbone.ops.linear_cross_entropy import log_likelihoods_from_logits
 
 __all__ = ["IGNORE_INDEX", "shifted_targets", "count_targets", "token_log_likelihood", "document_log_likelihoods",
            "dpo_loss"]
@@ -34,10 +35,7 @@ def token_log_likelihood(logits: torch.Tensor, targets: torch.Tensor) -> torch.T
 
     logits [B, T, V] (fp32 from the model); positions 0..T-2 predict targets 0..T-2.
     """
-    mask = targets != IGNORE_INDEX
-    # cross_entropy fuses log-softmax and the gather without materialising [B, T, V] log-probabilities twice.
-    nll = F.cross_entropy(logits[:, :-1].flatten(0, 1), targets.clamp_min(0).flatten(), reduction="none")
-    return (-nll).view_as(targets) * mask
+    return log_likelihoods_from_logits(logits[:, :-1], targets)
 
 
 LOSS_PATHS = ("labelled", "full")

@@ -26,6 +26,7 @@ from __future__ import annotations
 from typing import Callable
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 from torch.utils.checkpoint import checkpoint
 
@@ -41,6 +42,14 @@ def rows_per_chunk(vocab_size: int, chunk_bytes: int = DEFAULT_CHUNK_BYTES) -> i
 def upcast_logits(logits: torch.Tensor) -> torch.Tensor:
     """Logits in at least fp32 (bf16/fp16 -> fp32; float64 stays float64, so float64 tests stay exact)."""
     return logits.to(torch.promote_types(logits.dtype, torch.float32))
+
+
+def log_likelihoods_from_logits(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """The reference path: log p(target) [B, T'] from full logits [B, T', V] aligned with targets, 0 where the target
+    is IGNORE_INDEX (also what the model uses when it has built full logits anyway)."""
+    # cross_entropy fuses log-softmax and the gather without materialising [B, T', V] log-probabilities twice.
+    nll = F.cross_entropy(logits.flatten(0, 1), targets.clamp_min(0).flatten(), reduction="none")
+    return (-nll).view_as(targets) * (targets != IGNORE_INDEX)
 
 
 def _chunk_log_likelihoods(head: Callable[[torch.Tensor], torch.Tensor], rows: torch.Tensor,
