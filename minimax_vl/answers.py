@@ -16,7 +16,7 @@ ANSWER_MARKER = "\nAnswer: "
 # Room for a whole reply: the longest transcription of the demo's maps is about 130 tokens, plus the answer.
 MAX_REPLY_TOKENS = 192
 _MARKER_WORD = ANSWER_MARKER.strip()  # "Answer:"
-# How a transcription starts (training/data/reading.py); a reply that starts otherwise is streamed as it comes.
+# How a transcription starts (minimax_vl/data/reading.py); a reply that starts otherwise is streamed as it comes.
 READING_OPENERS = ("Chart:", "Map:")
 
 
