@@ -46,3 +46,18 @@ def test_a_run_from_a_base_model_counts_on_from_the_base_minutes(tmp_path):
     found = points(tmp_path, base, base_minutes=70.0)
     assert [(p["stage"], p["kind"], p["path"]) for p in found][0] == (0, "final", str(base))
     assert [round(p["minutes"], 6) for p in found] == [70.0, 71.0, 72.0]
+
+
+def test_token_grounding_is_a_point_and_a_row_of_its_own(tmp_path):
+    """reading_model.sh grounds image tokens (grounding/) before stage I: its minutes count, and it is evaluated."""
+    (tmp_path / "grounding").mkdir()
+    (tmp_path / "grounding" / "summary.json").write_text(json.dumps(
+        {"steps": 800, "train_seconds": 300.0, "val_token_acc": 0.7}))
+    _stage(tmp_path, 1, 10, 120.0, eval_before={"val_loss": 8.0}, eval_after={"val_loss": 2.0})
+    found = points(tmp_path, tmp_path / "base", base_minutes=70.0)
+    assert [(p["stage"], p["step"], p["kind"]) for p in found][:2] == [(0, 0, "final"), (0, 800, "final")]
+    assert found[1]["path"] == str(tmp_path / "grounding" / "final")
+    assert [round(p["minutes"], 6) for p in found] == [70.0, 75.0, 76.0, 77.0]
+    text = table(tmp_path)
+    assert "| 0b token grounding | 800 × 16 images | 5.0 |" in text and "nearest their token: 70% |" in text
+    assert "| total | | 7.0 |" in text

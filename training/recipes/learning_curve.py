@@ -12,7 +12,8 @@ exact match, so each point shows whether reading improved next to whether answer
 Walks runs/X/stage{1,2,3,4}/checkpoints/step_*/ and each stage's final/ in training order, loads the model
 weights of each, answers the same generated test questions (the demo data: `minimax_vl.demos.data`) and writes
 runs/X/curve-<split>.json and .png. Minutes are wall-clock minutes spent in training steps (`train_seconds` in
-each stage's metrics.jsonl), summed over the stages before, vision pre-training (stage0/) included. Results are cached in the JSON by checkpoint, so
+each stage's metrics.jsonl), summed over the stages before, vision pre-training (stage0/) and token grounding
+(grounding/, a point of its own) included. Results are cached in the JSON by checkpoint, so
 it can run again while training goes on and only evaluates what is new.
 """
 from __future__ import annotations
@@ -63,6 +64,11 @@ def points(run: Path, base: Path | None = None, base_minutes: float = 0.0) -> li
     stage0 = run / "stage0" / "summary.json"  # vision pre-training (training/vision_pretrain.py), if the run had it
     if stage0.exists():
         offset += json.loads(stage0.read_text())["train_seconds"]
+    grounding = run / "grounding" / "summary.json"  # token grounding (training/token_grounding.py), if the run had it
+    if grounding.exists():
+        offset += json.loads(grounding.read_text())["train_seconds"]
+        out.append(dict(stage=0, step=json.loads(grounding.read_text())["steps"], path=str(run / "grounding" / "final"),
+                        kind="final", minutes=offset / 60))
     for stage in STAGES:
         stage_dir = run / f"stage{stage}"
         if not stage_dir.exists():

@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Trains the demo model to read, then answer (issue "The demo model reads"): every first reply after an image is
 # the image's transcription in a fixed scan order, then "Answer: <short answer>" (minimax_vl/data/reading.py).
-# It continues from a base model (the previous demo model: stage 0 + the four stages, 70 CPU-minutes) through the
-# package's own stages I-IV. See docs/MODEL_CARD.md for what it reaches.
+# It continues from a base model (the previous demo model: stage 0 + the four stages, 70 CPU-minutes): first token
+# grounding (stage 0b, training/token_grounding.py: image tokens that show text are pulled onto the LM's embedding of
+# that text), then the package's own stages I-IV. See docs/MODEL_CARD.md for what it reaches.
 #
 #   BASE=runs/base_demo_model bash training/recipes/reading_model.sh     # writes runs/reading/stage{1..4}
 #   RESUME=1 bash training/recipes/reading_model.sh      # continue after a kill: finished stages are kept, the
@@ -34,6 +35,7 @@ RUN=${RUN:-runs/reading}
 BASE=${BASE:-minimax_vl/assets/demo_model}
 THREADS=${THREADS:-1}  # per process
 RESUME=${RESUME:-0}
+GROUNDING_STEPS=${GROUNDING_STEPS:-800}
 S1_STEPS=${S1_STEPS:-400}
 S2_STEPS=${S2_STEPS:-2000}
 S3_STEPS=${S3_STEPS:-150}
@@ -49,11 +51,20 @@ COMMON=(--preset demo --global-batch-size 16 --micro-batch-size $((16 / PROCESSE
 source training/recipes/stages.sh  # lr, run_stage
 
 if [[ "$RESUME" != 1 ]]; then rm -rf "$RUN"; fi
-# I: learn the transcription format on the base model's vision features; reasoning documents teach the answers.
-run_stage 1 "$S1_STEPS" --init "$BASE" --set "$(lr 2.0e-4 5.0e-4 5.0e-4)" \
-  --set 'data.mix=[[reading, 4], [reasoning, 3], [words, 1]]'
+# 0b: token grounding (one process, both threads; a few minutes): the decoder will see labels as its own tokens.
+if [[ -f "$RUN/grounding/final/config.json" ]]; then
+  echo "stage 0b: already finished in $RUN/grounding"
+else
+  echo "stage 0b: $GROUNDING_STEPS steps -> $RUN/grounding   ($(date +%H:%M:%S))"
+  "$PYTHON" -m training.token_grounding --init "$BASE" --output "$RUN/grounding" --steps "$GROUNDING_STEPS" \
+    --num-threads "$((PROCESSES * THREADS))" --no-progress
+fi
+# I: learn the transcription format on the grounded image tokens, which stay fixed (tower and projector frozen);
+# reasoning documents teach the answers.
+run_stage 1 "$S1_STEPS" --init "$RUN/grounding/final" --set "$(lr 0.0 0.0 1.0e-3)" \
+  --set 'trainable=[language_model]' --set 'data.mix=[[reading, 4], [reasoning, 3], [words, 1]]'
 # II: read-first questions, transcriptions and text-only reasoning (the paper's text share is the reasoning here).
-run_stage 2 "$S2_STEPS" --set "$(lr 2.0e-4 5.0e-4 5.0e-4)" --set schedule.kind=wsd \
+run_stage 2 "$S2_STEPS" --set "$(lr 5.0e-5 1.0e-4 1.0e-3)" --set schedule.kind=wsd \
   --set 'data.mix=[[vqa, 6], [reading, 3], [reasoning, 6], [text_only, 1]]'
 # III: instruction following (full-sentence conversations) while bare questions keep reading first.
 run_stage 3 "$S3_STEPS" --set "$(lr 5.0e-5 1.5e-4 1.5e-4)" --set 'data.mix=[[vqa, 3], [reasoning, 2], [conversation, 1]]'

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m training.recipes.run_table runs/demo
 
-Reads stage0/summary.json (vision pre-training, when the run has one) and stage{1..4}/{summary.json,stage.yaml,
+Reads stage0/summary.json (vision pre-training, when the run has one), grounding/summary.json (token grounding) and stage{1..4}/{summary.json,stage.yaml,
 metrics.jsonl}; docs/MODEL_CARD.md's training table is this script's output.
 """
 from __future__ import annotations
@@ -43,6 +43,13 @@ def table(run: Path) -> str:
         lines.append(f"| 0 vision pre-training | {s['steps']} × 16 images | {s['train_seconds'] / 60:.1f} | words, charts, "
                      f"maps: text class per patch | 1e-3 (ViT and heads only) | — | patch accuracy on text: word "
                      f"{s['val_text_word_acc']:.0%}, character {s['val_text_char_acc']:.0%} |")
+    grounding = run / "grounding" / "summary.json"
+    if grounding.exists():
+        s = json.loads(grounding.read_text())
+        total += s["train_seconds"] / 60
+        lines.append(f"| 0b token grounding | {s['steps']} × 16 images | {s['train_seconds'] / 60:.1f} | words, charts, "
+                     f"maps: the LM's embedding of the token under each text patch | 5e-4 (ViT and projector; LM "
+                     f"frozen) | — | text patches nearest their token: {s['val_token_acc']:.0%} |")
     for number in (1, 2, 3, 4):
         stage_dir = run / f"stage{number}"
         if not (stage_dir / "summary.json").exists():
