@@ -1,0 +1,39 @@
+"""benchmarks/in_context_recall.py: the recall documents are what its docstring says, and every model it compares
+trains on them (a few steps, loss finite, the prediction read at the right position)."""
+from __future__ import annotations
+
+import importlib.util
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "in_context_recall.py"
+
+
+def load():
+    spec = importlib.util.spec_from_file_location("in_context_recall", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_the_last_token_is_the_value_of_the_key_asked_again():
+    recall = load()
+    ids = recall.recall_batch(torch.Generator().manual_seed(1), n=32)
+    assert ids.shape == (32, 2 * recall.PAIRS + 3)
+    for row in ids.tolist():
+        pairs = dict(zip(row[0:2 * recall.PAIRS:2], row[1:2 * recall.PAIRS:2]))
+        assert len(pairs) == recall.PAIRS  # distinct keys: the answer is unambiguous
+        assert row[-3] == recall.SEP and row[-1] == pairs[row[-2]]
+        assert all(k in recall.KEYS for k in pairs) and all(v in recall.VALUES for v in pairs.values())
+
+
+def test_the_script_runs_every_model_side_by_side():
+    result = subprocess.run([sys.executable, str(SCRIPT), "--steps", "2", "--every", "1"], capture_output=True,
+                            text=True, timeout=300, check=True)
+    lines = result.stdout.splitlines()
+    assert all(name in lines[0] for name in ("demo", "demo-softmax", "plain-pre-norm", "plain-post-norm"))
+    assert len([line for line in lines if line.strip().startswith(("1 ", "2 "))]) == 2
+    assert "seconds per step" in lines[-1]
