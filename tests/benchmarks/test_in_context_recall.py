@@ -27,13 +27,20 @@ def test_the_last_token_is_the_value_of_the_key_asked_again():
         pairs = dict(zip(row[0:2 * recall.PAIRS:2], row[1:2 * recall.PAIRS:2]))
         assert len(pairs) == recall.PAIRS  # distinct keys: the answer is unambiguous
         assert row[-3] == recall.SEP and row[-1] == pairs[row[-2]]
-        assert all(k in recall.KEYS for k in pairs) and all(v in recall.VALUES for v in pairs.values())
+        assert all(0 <= k - recall.KEY_START < 20 for k in pairs)
+        assert all(0 <= v - recall.VALUE_START < 20 for v in pairs.values())
+
+
+def test_model_specs_carry_learning_rate_and_warmup():
+    recall = load()
+    assert recall.parse_spec("demo@3e-4/100") == ("demo", 3e-4, 100)
+    assert recall.parse_spec("plain-pre-norm") == ("plain-pre-norm", 1e-3, 0)
 
 
 def test_the_script_runs_every_model_side_by_side():
     result = subprocess.run([sys.executable, str(SCRIPT), "--steps", "2", "--every", "1"], capture_output=True,
                             text=True, timeout=300, check=True)
     lines = result.stdout.splitlines()
-    assert all(name in lines[0] for name in ("demo", "demo-softmax", "plain-pre-norm", "plain-post-norm"))
+    assert all(name in lines[0] for name in ("demo@1e-3/0", "demo@3e-4/100", "plain-pre-norm", "plain-post-norm"))
     assert len([line for line in lines if line.strip().startswith(("1 ", "2 "))]) == 2
     assert "seconds per step" in lines[-1]
