@@ -7,6 +7,7 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -29,17 +30,21 @@ def test_tiny_cpu_recipe_runs_all_four_stages_and_every_loss_falls(tmp_path):
 
 @pytest.mark.slow  # four stages of the demo preset from the shipped model: ~4 minutes on two shared cores
 def test_reading_recipe_continues_the_shipped_model_through_four_stages_and_resumes(tmp_path):
-    """training/recipes/reading_model.sh at 2 steps a stage (2 DDP processes): every stage writes its final model;
-    a second call with RESUME=1 keeps the finished stages instead of training them again."""
-    env = {**os.environ, "RUN": str(tmp_path / "run"), "S1_STEPS": "2", "S2_STEPS": "2", "S3_STEPS": "2",
-           "S4_STEPS": "2"}
+    """training/recipes/reading_model.sh at 2 steps a stage (2 DDP processes): token grounding and every stage
+    write their final model; stage I trains the language model alone on the grounded image tokens; a second call
+    with RESUME=1 keeps the finished stages instead of training them again."""
+    env = {**os.environ, "RUN": str(tmp_path / "run"), "GROUNDING_STEPS": "2", "S1_STEPS": "2", "S2_STEPS": "2",
+           "S3_STEPS": "2", "S4_STEPS": "2"}
     done = subprocess.run(["bash", "training/recipes/reading_model.sh"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=3000)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert (tmp_path / "run" / "grounding" / "final" / "config.json").exists()
     for stage in (1, 2, 3, 4):
         assert (tmp_path / "run" / f"stage{stage}" / "final" / "config.json").exists()
+    stage1 = yaml.safe_load((tmp_path / "run" / "stage1" / "stage.yaml").read_text())
+    assert stage1["trainable"] == ["language_model"] and stage1["init"].endswith("grounding/final")
     stage2 = (tmp_path / "run" / "stage2" / "stage.yaml").read_text()
     assert "read_first: true" in stage2 and "reasoning" in stage2
     again = subprocess.run(["bash", "training/recipes/reading_model.sh"], cwd=REPO, env={**env, "RESUME": "1"},
                            capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and again.stdout.count("already finished") == 4, again.stdout[-2000:]
+    assert again.returncode == 0 and again.stdout.count("already finished") == 5, again.stdout[-2000:]
