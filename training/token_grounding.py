@@ -22,10 +22,8 @@ tokenised as it appears after a space in a transcription (" Oak", " St"; numbers
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -33,7 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from minimax_vl.model import MiniMaxVL01
-from text_backbone.weights_io import replace_folder, temporary_folder, write_json
+from training import patch_pretraining
 from training.vision_pretrain import scene_for
 from vision.anyres import select_best_resolution
 
@@ -156,23 +154,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--init", required=True, type=Path, help="model folder to start from (its LM is kept)")
-    parser.add_argument("--output", required=True, type=Path, help="run folder: metrics.jsonl and final/")
-    parser.add_argument("--steps", type=int, default=800)
-    parser.add_argument("--batch-size", type=int, default=16, help="images per step (each is 1 + 4 tiles)")
-    parser.add_argument("--lr", type=float, default=5e-4)
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--image-size", type=int, default=192)
-    parser.add_argument("--font-scale", type=float, default=1.3)
-    parser.add_argument("--difficulty", default="easy", choices=["easy", "normal"])
-    parser.add_argument("--eval-every", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num-threads", type=int, default=None)
-    parser.add_argument("--no-progress", action="store_true")
+    patch_pretraining.add_arguments(parser, steps=800, lr=5e-4, weight_decay=0.05)
     args = parser.parse_args(argv)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
-    from tqdm.auto import tqdm
-
     torch.manual_seed(args.seed)
     model = MiniMaxVL01.from_pretrained(args.init, dtype=torch.float32)
     model.requires_grad_(False)
@@ -180,54 +165,13 @@ def main(argv: list[str] | None = None) -> int:
     params = [*model.vision_tower.parameters(), *model.multi_modal_projector.parameters(), grounding.log_scale]
     for p in params:
         p.requires_grad_(True)
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
-    warmup = max(1, args.steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * (
-        0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps)))))
-    common = dict(split="train", image_size=args.image_size, font_scale=args.font_scale, difficulty=args.difficulty)
-    held_out = make_batch(model, range(48), **{**common, "split": "val"})
-    args.output.mkdir(parents=True, exist_ok=True)
-    log = (args.output / "metrics.jsonl").open("w")
-    model.train()
-    seconds, record = 0.0, {}
-    bar = tqdm(range(args.steps), desc="token grounding", unit="step", disable=args.no_progress)
-    for step in bar:
-        started = time.perf_counter()
-        batch = make_batch(model, range(step * args.batch_size, (step + 1) * args.batch_size), **common)
-        loss, metrics = losses(model, grounding, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0).item()
-        optimizer.step()
-        schedule.step()
-        seconds += time.perf_counter() - started
-        record = {"kind": "train", "step": step + 1, "loss": loss.item(), **metrics, "grad_norm": grad_norm,
-                  "lr": schedule.get_last_lr()[0], "scale": grounding.log_scale.exp().item(),
-                  "train_seconds": seconds}
-        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
-            model.eval()
-            with torch.no_grad():
-                _, val = losses(model, grounding, held_out)
-            model.train()
-            record.update({f"val_{k}": v for k, v in val.items()})
-            print(f"step {step + 1}: val token acc on text patches {val['token_acc']:.3f} "
-                  f"(loss {val['token_loss']:.3f}, norm {val['norm_loss']:.3f})", flush=True)
-        log.write(json.dumps(record) + "\n")
-        log.flush()
-        bar.set_postfix(loss=f"{loss.item():.3f}", acc=f"{metrics['token_acc']:.2f}", refresh=False)
-    log.close()
-    model.eval()
-    final = args.output / "final"
-    temp = temporary_folder(final)
-    model.save_pretrained(temp)
-    replace_folder(temp, final)
-    write_json(args.output / "summary.json", {"init": str(args.init.resolve()), "steps": args.steps,
-                                              "train_seconds": seconds, "final": str(final),
-                                              **{k: v for k, v in record.items() if k.startswith("val_")}})
-    print(f"wrote {final} ({seconds / 60:.1f} training minutes)")
+    seconds, record = patch_pretraining.train(
+        args, model=model, params=params, make_batch=lambda indices, **options: make_batch(model, indices, **options),
+        step_losses=lambda batch: losses(model, grounding, batch), description="token grounding",
+        describe=lambda val: (f"val token acc on text patches {val['token_acc']:.3f} "
+                              f"(loss {val['token_loss']:.3f}, norm {val['norm_loss']:.3f})"),
+        extra_record=lambda: {"scale": grounding.log_scale.exp().item()})
+    patch_pretraining.save_final(model, args, seconds, record, init=str(args.init.resolve()))
     return 0
 
 

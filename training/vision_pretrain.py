@@ -19,12 +19,8 @@ output/metrics.jsonl.
 from __future__ import annotations
 
 import argparse
-import json
-import math
 import sys
-import time
 import zlib
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
@@ -35,7 +31,7 @@ from minimax_vl.data.maps import generate_map
 from minimax_vl.data.splits import rng_for, seed_for
 from minimax_vl.data.words import generate_words
 from minimax_vl.model import MiniMaxVL01
-from text_backbone.weights_io import replace_folder, temporary_folder, write_json
+from training import patch_pretraining
 from vision.anyres import select_best_resolution
 
 WORD_BUCKETS = 4096  # distinct strings in the easy style: a few hundred; collisions are rare and harmless
@@ -137,73 +133,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], epilog=__doc__.split("\n\n", 1)[1],
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--preset", default="demo", help="model preset whose vision tower is trained (default demo)")
-    parser.add_argument("--output", required=True, type=Path, help="run folder: metrics.jsonl and final/")
-    parser.add_argument("--steps", type=int, default=600)
-    parser.add_argument("--batch-size", type=int, default=16, help="images per step (each is 1 + 4 tiles)")
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--weight-decay", type=float, default=0.05)
-    parser.add_argument("--image-size", type=int, default=192)
-    parser.add_argument("--font-scale", type=float, default=1.3)
-    parser.add_argument("--difficulty", default="easy", choices=["easy", "normal"])
-    parser.add_argument("--eval-every", type=int, default=100)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--num-threads", type=int, default=None)
-    parser.add_argument("--no-progress", action="store_true")
+    patch_pretraining.add_arguments(parser, steps=600, lr=1e-3, weight_decay=0.05)
     args = parser.parse_args(argv)
     if args.num_threads:
         torch.set_num_threads(args.num_threads)
-    from tqdm.auto import tqdm
-
     model = MiniMaxVL01.from_preset(args.preset, seed=args.seed)
     torch.manual_seed(args.seed)
     heads = TextHeads(model.config.vision_config.hidden_size)
-    params = [*model.vision_tower.parameters(), *heads.parameters()]
-    decay = [p for p in params if p.ndim >= 2]
-    no_decay = [p for p in params if p.ndim < 2]
-    optimizer = torch.optim.AdamW([{"params": decay, "weight_decay": args.weight_decay},
-                                   {"params": no_decay, "weight_decay": 0.0}], lr=args.lr, betas=(0.9, 0.95))
-    warmup = max(1, args.steps // 20)
-    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warmup) * (
-        0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, s / args.steps)))))
-    common = dict(split="train", image_size=args.image_size, font_scale=args.font_scale, difficulty=args.difficulty)
-    held_out = make_batch(model, range(48), **{**common, "split": "val"})
-    args.output.mkdir(parents=True, exist_ok=True)
-    log = (args.output / "metrics.jsonl").open("w")
-    model.vision_tower.train()
-    seconds = 0.0
-    bar = tqdm(range(args.steps), desc="vision pre-training", unit="step", disable=args.no_progress)
-    for step in bar:
-        started = time.perf_counter()
-        batch = make_batch(model, range(step * args.batch_size, (step + 1) * args.batch_size), **common)
-        loss, metrics = losses(model, heads, batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        grad_norm = torch.nn.utils.clip_grad_norm_(params, 1.0).item()
-        optimizer.step()
-        schedule.step()
-        seconds += time.perf_counter() - started
-        record = {"kind": "train", "step": step + 1, "loss": loss.item(), **metrics, "grad_norm": grad_norm,
-                  "lr": schedule.get_last_lr()[0], "train_seconds": seconds}
-        if (step + 1) % args.eval_every == 0 or step + 1 == args.steps:
-            model.vision_tower.eval()
-            with torch.no_grad():
-                _, val = losses(model, heads, held_out)
-            model.vision_tower.train()
-            record.update({f"val_{k}": v for k, v in val.items()})
-            print(f"step {step + 1}: val word acc on text patches {val['text_word_acc']:.3f}, "
-                  f"char acc {val['text_char_acc']:.3f}", flush=True)
-        log.write(json.dumps(record) + "\n")
-        log.flush()
-        bar.set_postfix(loss=f"{loss.item():.3f}", word=f"{metrics['text_word_acc']:.2f}", refresh=False)
-    log.close()
-    model.eval()
-    final = args.output / "final"
-    temp = temporary_folder(final)
-    model.save_pretrained(temp)
-    replace_folder(temp, final)
-    write_json(args.output / "summary.json", {"steps": args.steps, "train_seconds": seconds, "final": str(final),
-                                              **{k: v for k, v in record.items() if k.startswith("val_")}})
-    print(f"wrote {final} ({seconds / 60:.1f} training minutes)")
+    seconds, record = patch_pretraining.train(
+        args, model=model, params=[*model.vision_tower.parameters(), *heads.parameters()],
+        make_batch=lambda indices, **options: make_batch(model, indices, **options),
+        step_losses=lambda batch: losses(model, heads, batch), description="vision pre-training",
+        describe=lambda val: (f"val word acc on text patches {val['text_word_acc']:.3f}, "
+                              f"char acc {val['text_char_acc']:.3f}"))
+    patch_pretraining.save_final(model, args, seconds, record)
     return 0
 
 

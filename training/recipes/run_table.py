@@ -36,20 +36,20 @@ def table(run: Path) -> str:
              "train loss first → last | held-out loss (other documents' images) |",
              "| --- | --- | --- | --- | --- | --- | --- |"]
     total = 0.0
-    stage0 = run / "stage0" / "summary.json"
-    if stage0.exists():
-        s = json.loads(stage0.read_text())
-        total += s["train_seconds"] / 60
-        lines.append(f"| 0 vision pre-training | {s['steps']} × 16 images | {s['train_seconds'] / 60:.1f} | words, charts, "
-                     f"maps: text class per patch | 1e-3 (ViT and heads only) | — | patch accuracy on text: word "
-                     f"{s['val_text_word_acc']:.0%}, character {s['val_text_char_acc']:.0%} |")
-    grounding = run / "grounding" / "summary.json"
-    if grounding.exists():
-        s = json.loads(grounding.read_text())
-        total += s["train_seconds"] / 60
-        lines.append(f"| 0b token grounding | {s['steps']} × 16 images | {s['train_seconds'] / 60:.1f} | words, charts, "
-                     f"maps: the LM's embedding of the token under each text patch | 5e-4 (ViT and projector; LM "
-                     f"frozen) | — | text patches nearest their token: {s['val_token_acc']:.0%} |")
+    # The patch-level stages before stage I, when the run had them: (folder, stage, data, learning rate, result).
+    before = [("stage0", "0 vision pre-training", "text class per patch", "1e-3 (ViT and heads only)",
+               lambda s: f"patch accuracy on text: word {s['val_text_word_acc']:.0%}, "
+                         f"character {s['val_text_char_acc']:.0%}"),
+              ("grounding", "0b token grounding", "the LM's embedding of the token under each text patch",
+               "5e-4 (ViT and projector; LM frozen)",
+               lambda s: f"text patches nearest their token: {s['val_token_acc']:.0%}")]
+    for folder, stage, data, rate, result in before:
+        path = run / folder / "summary.json"
+        if path.exists():
+            s = json.loads(path.read_text())
+            total += s["train_seconds"] / 60
+            lines.append(f"| {stage} | {s['steps']} × 16 images | {s['train_seconds'] / 60:.1f} | words, charts, "
+                         f"maps: {data} | {rate} | — | {result(s)} |")
     for number in (1, 2, 3, 4):
         stage_dir = run / f"stage{number}"
         if not (stage_dir / "summary.json").exists():
