@@ -21,7 +21,8 @@ Prints loss and accuracy every `--every` steps, side by side (one run: ratios ho
 Measured 2026-12-06 (docs/MODEL_CARD.md, "What limits reading"; 300 steps, one run): at 1e-3 without warm-up, the
 learning rate every demo recipe gave its language model, the demo decoder never left ln 20; at 3e-4 with 100
 warm-up steps it reached the bag-of-context level by step 250, as plain transformers at 1e-3 did by step 100. The
-plain pre-norm transformer learned exact recall between steps 250 and 300; the post-norm ones had not by step 300.
+plain pre-norm transformer learned exact recall between steps 250 and 300; the post-norm ones had not by step 300,
+nor (demo at 3e-4 and 1e-4, plain post-norm at 1e-3) by step 1,000.
 """
 from __future__ import annotations
 
