@@ -22,6 +22,7 @@ tokenised as it appears after a space in a transcription (" Oak", " St"; numbers
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import sys
 from pathlib import Path
@@ -32,8 +33,7 @@ from torch import nn
 
 from minimax_vl.model import MiniMaxVL01
 from training import patch_pretraining
-from training.vision_pretrain import scene_for
-from vision.anyres import select_best_resolution
+from training.vision_pretrain import tiled_scenes
 
 MIN_OVERLAP = 0.4  # of the box's height and of min(box width, patch width)
 IGNORE = -100
@@ -101,26 +101,14 @@ def make_batch(model: MiniMaxVL01, indices, split: str, image_size: int, font_sc
                difficulty: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(pixels [tiles, 3, t, t], token targets [tiles, patches]) of the generated samples `indices` (a third
     each word images, charts and maps, as in stage 0)."""
-    processor = model.processor.image_processor.replace(mode="anyres")
     tokenizer = model.processor.tokenizer
     vision = model.config.vision_config
-    cache: dict[str, list[tuple[int, int, int]]] = {}
-
-    def spans_of(text: str):
-        if text not in cache:
-            cache[text] = token_spans(tokenizer, text)
-        return cache[text]
-
+    spans_of = functools.lru_cache(maxsize=None)(lambda text: token_spans(tokenizer, text))
     pixels, targets = [], []
-    for index in indices:
-        image, texts = scene_for(index, split, image_size, font_scale, difficulty)
-        if image.width != image.height:
-            raise ValueError(f"token grounding needs square images; got {image.width}x{image.height} (use 'easy')")
-        pixels.append(processor([image])["pixel_values"][0])  # [1 + rows*cols, 3, t, t]
-        height, width = select_best_resolution((image.height, image.width), processor.grid_pinpoints)
-        grid = (height // vision.image_size, width // vision.image_size)
-        targets.append(patch_token_targets(texts, image.height, image.width, vision.image_size, vision.patch_size,
-                                           grid, spans_of))
+    for tiles, texts, height, width, grid in tiled_scenes(model, indices, split, image_size, font_scale, difficulty):
+        pixels.append(tiles)
+        targets.append(patch_token_targets(texts, height, width, vision.image_size, vision.patch_size, grid,
+                                           spans_of))
     return torch.cat(pixels), torch.cat(targets)
 
 

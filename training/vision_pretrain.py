@@ -95,20 +95,28 @@ class TextHeads(nn.Module):
         return self.word(features), self.char(features)
 
 
-def make_batch(model: MiniMaxVL01, indices: range | list[int], split: str, image_size: int, font_scale: float,
-               difficulty: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def tiled_scenes(model: MiniMaxVL01, indices: range | list[int], split: str, image_size: int, font_scale: float,
+                 difficulty: str):
+    """For each generated sample `index`: (tiles [1 + rows*cols, 3, t, t] as the processor cuts them, its text boxes
+    [(text, box)], image height, image width, tile grid (rows, cols)). Shared by stage 0 and token grounding."""
     processor = model.processor.image_processor.replace(mode="anyres")
-    vision = model.config.vision_config
-    pixels, words, chars = [], [], []
+    tile = model.config.vision_config.image_size
     for index in indices:
         image, texts = scene_for(index, split, image_size, font_scale, difficulty)
-        if image.width != image.height:  # patch_targets assumes the tiles cover the image without padding
-            raise ValueError(f"vision pre-training needs square images; got {image.width}x{image.height} "
+        if image.width != image.height:  # the patch targets assume the tiles cover the image without padding
+            raise ValueError(f"patch-level pre-training needs square images; got {image.width}x{image.height} "
                              f"(difficulty {difficulty!r} draws other aspect ratios; use 'easy')")
-        tiles = processor([image])["pixel_values"][0]  # [1 + rows*cols, 3, t, t]
+        tiles = processor([image])["pixel_values"][0]
         height, width = select_best_resolution((image.height, image.width), processor.grid_pinpoints)
-        grid = (height // vision.image_size, width // vision.image_size)
-        w, c = patch_targets(texts, image.height, image.width, vision.image_size, vision.patch_size, grid)
+        yield tiles, texts, image.height, image.width, (height // tile, width // tile)
+
+
+def make_batch(model: MiniMaxVL01, indices: range | list[int], split: str, image_size: int, font_scale: float,
+               difficulty: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    vision = model.config.vision_config
+    pixels, words, chars = [], [], []
+    for tiles, texts, height, width, grid in tiled_scenes(model, indices, split, image_size, font_scale, difficulty):
+        w, c = patch_targets(texts, height, width, vision.image_size, vision.patch_size, grid)
         pixels.append(tiles)
         words.append(w)
         chars.append(c)

@@ -29,10 +29,10 @@ from typing import Iterator
 
 from minimax_vl.data.chart_questions import chart_questions, describe_chart
 from minimax_vl.data.charts import generate_chart
+from minimax_vl.data.drawing import NoLayoutFound
 from minimax_vl.data.formats import Sample
 from minimax_vl.data.map_questions import describe_map, map_questions
 from minimax_vl.data.maps import generate_map
-from minimax_vl.data.drawing import NoLayoutFound
 from minimax_vl.data.qa import QA
 from minimax_vl.data.reading import READING_PROMPTS, read_then_answer, reading_text, scene_fields
 from minimax_vl.data.splits import check_split, rng_for, seed_for
