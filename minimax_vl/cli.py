@@ -97,10 +97,22 @@ def cmd_eval(args) -> int:
         config = GeneratorConfig(split=args.split, sample_kinds=(("vqa", 1.0),), difficulty=args.difficulty,
                                  image_size=args.image_size, font_scale=args.font_scale)
         samples = [make_sample(config, i) for i in range(args.start, args.start + args.generate)]
+    if args.reasoning_only and not any(s.meta.get("reading_fields") for s in samples):
+        raise CLIError("--reasoning-only needs generated images (they know their true transcription); drop --data")
     records = [r for s in samples for r in questions_of(s)]
     if not records:
         raise CLIError("no single-image question/answer turns found in the data")
     model, _ = _load(args)
+    if args.reasoning_only:
+        # The language model alone: each question answered from the true transcription; no image is seen.
+        from minimax_vl.vqa import reason_from_true_readings
+
+        report = score_predictions([r.as_score_record() for r in reason_from_true_readings(model, samples)])
+        report["reasoning_only"] = True
+        paths = write_report(report, args.out)
+        print("(reasoning only: every answer above was given from the true transcription, without the image)")
+        print(json.dumps({k: str(v) for k, v in paths.items()}))
+        return 0
     answered = list(answer_records(model, records, max_new_tokens=args.max_new_tokens))
     report = score_predictions([r.as_score_record() for r in answered])
     to_read = reading_records(samples)[: args.probe_images] if args.probe else []
@@ -233,6 +245,9 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--no-reasoning", dest="reasoning", action="store_false",
                     help="skip the text-only reasoning check (each question answered from the true transcription "
                          "instead of the image; separates reading errors from reasoning errors)")
+    ev.add_argument("--reasoning-only", action="store_true",
+                    help="only the reasoning check: no image questions, no probe (minutes faster; judges a "
+                         "language model trained on text alone, e.g. training/recipes/reasoning_text.sh)")
     ev.set_defaults(func=cmd_eval)
 
     info = add_parser("info", help="configuration and parameter counts")

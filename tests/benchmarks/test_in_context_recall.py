@@ -31,10 +31,26 @@ def test_the_last_token_is_the_value_of_the_key_asked_again():
         assert all(0 <= v - recall.VALUE_START < 20 for v in pairs.values())
 
 
+def test_several_queries_ask_distinct_keys_each_followed_by_its_value():
+    recall = load()
+    ids = recall.recall_batch(torch.Generator().manual_seed(2), n=16, queries=4)
+    positions = recall.value_positions(4)
+    assert ids.shape == (16, 2 * recall.PAIRS + 1 + 8) and positions.tolist() == [14, 16, 18, 20]
+    for row in ids.tolist():
+        pairs = dict(zip(row[0:2 * recall.PAIRS:2], row[1:2 * recall.PAIRS:2]))
+        asked = [row[p - 1] for p in positions]
+        assert row[2 * recall.PAIRS] == recall.SEP and len(set(asked)) == 4
+        assert [row[p] for p in positions] == [pairs[key] for key in asked]
+
+
 def test_model_specs_carry_learning_rate_and_warmup():
     recall = load()
     assert recall.parse_spec("demo@3e-4/100") == ("demo", 3e-4, 100)
     assert recall.parse_spec("plain-pre-norm") == ("plain-pre-norm", 1e-3, 0)
+    assert recall.parse_spec("demo,initializer_range=0.06@1e-3/10") == ("demo,initializer_range=0.06", 1e-3, 10)
+    decoder = recall.build("demo,initializer_range=0.06")
+    assert decoder.model.config.initializer_range == 0.06
+    assert 0.05 < decoder.model.model.embed_tokens.weight.std().item() < 0.07
 
 
 def test_the_script_runs_every_model_side_by_side():

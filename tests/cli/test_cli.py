@@ -64,6 +64,25 @@ def test_eval_reports_the_reading_probe_and_per_kind_accuracy(tmp_path):
     assert "reading" not in report and "reasoning" not in report
 
 
+def test_eval_reasoning_only_answers_from_the_true_transcription_without_images(tmp_path, monkeypatch, capsys):
+    import minimax_vl.vqa as vqa
+
+    def no_images(*args, **kwargs):
+        raise AssertionError("--reasoning-only must not answer from images")
+
+    monkeypatch.setattr(vqa, "answer_records", no_images)
+    monkeypatch.setattr(vqa, "read_images", no_images)
+    out = tmp_path / "eval"
+    assert main(["eval", "--generate", "2", "--out", str(out), "--max-new-tokens", "3", "--reasoning-only"]) == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["reasoning_only"] is True and report["overall"]["total"] >= 2 and "reading" not in report
+    assert "reasoning only" in capsys.readouterr().out
+    data = tmp_path / "data.json"
+    data.write_text("[]")
+    assert main(["eval", "--data", str(data), "--reasoning-only"]) == 1
+    assert "needs generated images" in capsys.readouterr().err
+
+
 def test_read_first_replies_are_split_into_reading_and_answer(monkeypatch):
     """A model that reads first: eval grades the short answer and keeps the transcription beside it."""
     import minimax_vl.engine as engine

@@ -1,0 +1,41 @@
+"""training/recipes/swap_language_model.py: the vision side of one model, the language model of another."""
+from __future__ import annotations
+
+import pytest
+import torch
+import yaml
+from safetensors.torch import save_file
+
+from minimax_vl.model import MiniMaxVL01
+from training.recipes.swap_language_model import LANGUAGE_PREFIX, swap_language_model
+
+
+def test_the_output_takes_each_side_from_its_source_including_a_trainer_checkpoint(tmp_path):
+    MiniMaxVL01.from_preset("tiny", seed=0).save_pretrained(tmp_path / "vision")
+    # The language source is a trainer checkpoint whose stage started from a third model folder.
+    MiniMaxVL01.from_preset("tiny", seed=1).save_pretrained(tmp_path / "run" / "stage1" / "final")
+    checkpoint = tmp_path / "run" / "stage2" / "checkpoints" / "step_000005"
+    checkpoint.mkdir(parents=True)
+    (tmp_path / "run" / "stage2" / "stage.yaml").write_text(yaml.safe_dump({"stage": 2, "init": "stage1/final"}))
+    language = {k: v + 0.25 for k, v in MiniMaxVL01.from_preset("tiny", seed=2).state_dict().items()}
+    save_file({k: v.contiguous() for k, v in language.items()}, str(checkpoint / "model.safetensors"))
+
+    swap_language_model(tmp_path / "vision", checkpoint, tmp_path / "out")
+    vision = MiniMaxVL01.from_pretrained(tmp_path / "vision", dtype=torch.float32).state_dict()
+    out = MiniMaxVL01.from_pretrained(tmp_path / "out", dtype=torch.float32)
+    assert out.processor is not None and not (tmp_path / ".tmp-out").exists()
+    swapped = 0
+    for name, value in out.state_dict().items():
+        expected = language[name] if name.startswith(LANGUAGE_PREFIX) else vision[name]
+        torch.testing.assert_close(value, expected, rtol=0, atol=0)
+        swapped += name.startswith(LANGUAGE_PREFIX)
+    assert 0 < swapped < len(vision)
+
+
+def test_models_with_different_language_architectures_are_refused(tmp_path):
+    MiniMaxVL01.from_preset("tiny", seed=0).save_pretrained(tmp_path / "vision")
+    other = MiniMaxVL01.from_preset("tiny", seed=0)
+    other.config.text_config.rope_theta = 1234.0
+    other.save_pretrained(tmp_path / "language")
+    with pytest.raises(SystemExit, match="differ in architecture"):
+        swap_language_model(tmp_path / "vision", tmp_path / "language", tmp_path / "out")
