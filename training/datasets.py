@@ -47,9 +47,10 @@ class GeneratedSource:
 
     config: GeneratorConfig
     epoch_size: int | None = None
+    first_index: int = 0  # stream position 0 is generated sample `first_index` (data.first_sample)
 
     def sample(self, index: int) -> Sample:
-        return make_sample(self.config, index)
+        return make_sample(self.config, self.first_index + index)
 
 
 @dataclass
@@ -87,7 +88,7 @@ def build_sources(stage: StageConfig) -> tuple[SampleSource, SampleSource]:
     """(train source, held-out source) for a stage; see `EvalConfig` for where held-out data comes from."""
     data, evaluation = stage.data, stage.eval
     if data.dataset is None:
-        train: SampleSource = GeneratedSource(generator_config(data, "train"), data.num_samples)
+        train: SampleSource = GeneratedSource(generator_config(data, "train"), data.num_samples, data.first_sample)
         held_out: SampleSource = GeneratedSource(generator_config(data, evaluation.split), evaluation.samples)
         return train, held_out
     samples = read_dataset_folder(data.dataset)

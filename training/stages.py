@@ -67,6 +67,8 @@ class DataConfig:
         relative image paths are read against the file's folder. When set, `mix` is ignored.
     num_samples: size of one epoch. None with the generator = an endless stream (sample i is generated sample
         i); with a dataset it defaults to the dataset's size. Epochs are reshuffled with (seed, epoch).
+    first_sample: the generated sample index of stream position 0 (generator only). A run that continues a
+        finished model on the same stream sets it past what its predecessor saw, so it trains on new images.
     max_epoch_fraction: stop before this fraction of one epoch has been seen (stage IV stops before one epoch).
     rejected: which rejected reply a preference pair uses: "distractor" (the sample's own wrong answer: an
         injected error, as in the paper's pair construction), "repetition" (the chosen reply stuck in a loop,
@@ -82,6 +84,7 @@ class DataConfig:
     font_scale: float = 1.0  # multiplies the difficulty's label size (the demo recipe uses bigger labels)
     read_first: bool = False  # first reply after an image: transcription, then "Answer: ..." (data/reading.py)
     num_samples: int | None = None
+    first_sample: int = 0
     max_epoch_fraction: float | None = None
     rejected: str = "distractor"
 
@@ -104,6 +107,8 @@ class DataConfig:
             self.sample_kinds()
         if self.rejected not in REJECTED_STYLES:
             raise StageConfigError(f"data.rejected={self.rejected!r}; choose one of {REJECTED_STYLES}")
+        if self.first_sample < 0:
+            raise StageConfigError(f"data.first_sample={self.first_sample} must be >= 0")
         if self.num_samples is not None and self.num_samples < 1:
             raise StageConfigError(f"data.num_samples={self.num_samples} must be >= 1 (or null for endless)")
         if self.max_epoch_fraction is not None and not 0.0 < self.max_epoch_fraction <= 1.0:

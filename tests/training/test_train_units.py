@@ -275,3 +275,15 @@ def test_a_llava_dataset_folder_trains_and_holds_out_its_tail(tmp_path):
     result = train(stage, RunOptions(output_dir=tmp_path / "run", progress=False))
     assert result.steps == 2 and "val_loss" in result.eval_after
     assert (result.final_dir / "config.json").exists()
+
+
+def test_first_sample_moves_the_training_stream_onto_unseen_samples_and_leaves_validation_alone():
+    from training.datasets import build_sources
+
+    plain_train, plain_held = build_sources(load_stage(2, ["data.image_size=128"]))
+    train_source, held_out = build_sources(load_stage(2, ["data.image_size=128", "data.first_sample=7"]))
+    assert train_source.sample(0).id == plain_train.sample(7).id == "train-00000007"
+    assert train_source.sample(0).messages == plain_train.sample(7).messages
+    assert held_out.sample(0).id == plain_held.sample(0).id
+    with pytest.raises(StageConfigError, match="first_sample"):
+        load_stage(2, ["data.first_sample=-1"])

@@ -9,6 +9,8 @@
 #   RESUME=1 bash training/recipes/reading_model.sh      # continue after a kill: finished stages are kept, the
 #                                                        # interrupted one resumes from its last checkpoint
 #   S2_STEPS=4000 RUN=runs/reading_long bash training/recipes/reading_model.sh   # a longer stage II
+#   FIRST_SAMPLE=20000 ... # train on generated samples from index 20000 on (a run continuing a finished one on new
+#                          # images: its stages each saw fewer than S*16 samples, S their steps)
 #   PROCESSES=1 THREADS=2 bash training/recipes/reading_model.sh  # one process (default: 2 DDP processes x 1 thread,
 #                                                        # the fastest on a 2-core CPU: benchmarks/train_throughput.py)
 #   .venv/bin/python -m training.recipes.export_demo runs/reading                 # -> minimax_vl/assets/demo_model
@@ -35,6 +37,7 @@ RUN=${RUN:-runs/reading}
 BASE=${BASE:-minimax_vl/assets/demo_model}
 THREADS=${THREADS:-1}  # per process
 RESUME=${RESUME:-0}
+FIRST_SAMPLE=${FIRST_SAMPLE:-0}
 GROUNDING_STEPS=${GROUNDING_STEPS:-800}
 S1_STEPS=${S1_STEPS:-400}
 S2_STEPS=${S2_STEPS:-2000}
@@ -46,7 +49,7 @@ COMMON=(--preset demo --global-batch-size 16 --micro-batch-size $((16 / PROCESSE
         --eval-every 200 --checkpoint-every 50 --keep-checkpoints 1000 --num-threads "$THREADS" --no-progress
         --set data.image_size=192 --set data.difficulty=easy --set data.font_scale=1.3 --set image_mode=anyres
         --set data.read_first=true --set eval.samples=32 --set schedule.warmup_steps=100
-        --set "trainable=$ALL" --set weight_decay=0.1)
+        --set "trainable=$ALL" --set weight_decay=0.1 --set "data.first_sample=$FIRST_SAMPLE")
 
 source training/recipes/stages.sh  # lr, run_stage
 
