@@ -9,8 +9,9 @@ Each document is `k1 v1 k2 v2 ... k6 v6 SEP kq vq`: six distinct random keys (of
 random values (of as many), then one of the keys again; only the value after it is trained (`--queries N`: N
 distinct keys asked again, each value trained). Guessing among all values costs ln 20 = 3.00 nats; a model that
 has learnt that the answer is one of the six values in its context, but not which, reaches ln 6 = 1.79 ("bag of
-context"; with six queries, excluding the values already asked: 1.10 and 41% on average); recall reaches 0. All models see the same batches
-(64 documents, AdamW, weight decay 0.1) on one thread. A model is given as NAME@LR/WARMUP (linear warm-up steps).
+context"; with six queries, excluding the values already asked: 1.10 and 41% on average); recall reaches 0.
+All models see the same batches (64 documents, AdamW, weight decay 0.1) on one thread. A model is given as
+NAME@LR/WARMUP (linear warm-up steps).
 
 Models:
   demo             the `demo` preset's decoder as it is (4 layers, lightning/softmax/lightning/softmax,
@@ -41,6 +42,7 @@ from torch import nn
 
 from minimax_vl.config import MiniMaxVL01Config
 from text_backbone.model import MiniMaxText01ForCausalLM
+from training.stages import parse_override_value
 
 KEY_START, VALUE_START, PAIRS, SEP = 100, 600, 6, 5
 VOCAB = 1024
@@ -80,7 +82,7 @@ class PlainDecoder(nn.Module):
 
 
 class DemoDecoder(nn.Module):
-    def __init__(self, all_softmax: bool = False, overrides: dict[str, float] | None = None) -> None:
+    def __init__(self, all_softmax: bool = False, overrides: dict[str, str] | None = None) -> None:
         super().__init__()
         config = copy.deepcopy(MiniMaxVL01Config.from_preset("demo").text_config)
         config.vocab_size = VOCAB
@@ -89,7 +91,7 @@ class DemoDecoder(nn.Module):
         for key, value in (overrides or {}).items():
             if not hasattr(config, key):
                 raise SystemExit(f"the text config has no field {key!r} (a model is NAME[,field=value...]@LR/WARMUP)")
-            setattr(config, key, type(getattr(config, key))(value))
+            setattr(config, key, parse_override_value(value))  # as `--set` parses a stage override: YAML, 1e-5 a number
         self.model = MiniMaxText01ForCausalLM(config)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:
@@ -124,7 +126,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=["demo@1e-3/0", "demo@3e-4/100", "plain-pre-norm@1e-3/0",
                                                         "plain-post-norm@1e-3/0"])
     parser.add_argument("--queries", type=int, default=1,
-                        help="keys asked again after SEP, each value trained (1 to 6; default 1: one target a document)")
+                        help="keys asked again after SEP, each value trained (1 to 6; default 1: one target a "
+                             "document)")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)

@@ -82,8 +82,8 @@ def cmd_chat(args) -> int:
 
 
 def cmd_eval(args) -> int:
-    from minimax_vl.data.scoring import score_predictions, write_report
-    from minimax_vl.vqa import answer_records, questions_of, read_images, reading_records, reading_report
+    from minimax_vl.data.scoring import write_report
+    from minimax_vl.vqa import questions_of
 
     if args.data:
         from minimax_vl.data.formats import read_dataset
@@ -103,16 +103,30 @@ def cmd_eval(args) -> int:
     if not records:
         raise CLIError("no single-image question/answer turns found in the data")
     model, _ = _load(args)
+    if args.reasoning_only:  # the language model alone: no image is seen
+        report = {**_reasoning_scores(model, samples), "reasoning_only": True}
+    else:
+        report = _image_report(args, model, records, samples)
+    paths = write_report(report, args.out)
     if args.reasoning_only:
-        # The language model alone: each question answered from the true transcription; no image is seen.
-        from minimax_vl.vqa import reason_from_true_readings
-
-        report = score_predictions([r.as_score_record() for r in reason_from_true_readings(model, samples)])
-        report["reasoning_only"] = True
-        paths = write_report(report, args.out)
         print("(reasoning only: every answer above was given from the true transcription, without the image)")
-        print(json.dumps({k: str(v) for k, v in paths.items()}))
-        return 0
+    print(json.dumps({k: str(v) for k, v in paths.items()}))
+    return 0
+
+
+def _reasoning_scores(model, samples) -> dict:
+    """Each generated question answered from its image's true transcription instead of the image."""
+    from minimax_vl.data.scoring import score_predictions
+    from minimax_vl.vqa import reason_from_true_readings
+
+    return score_predictions([r.as_score_record() for r in reason_from_true_readings(model, samples)])
+
+
+def _image_report(args, model, records, samples) -> dict:
+    """Accuracy from the images, the reading probe and (unless --no-reasoning) the reasoning check beside it."""
+    from minimax_vl.data.scoring import score_predictions
+    from minimax_vl.vqa import answer_records, read_images, reading_records, reading_report
+
     answered = list(answer_records(model, records, max_new_tokens=args.max_new_tokens))
     report = score_predictions([r.as_score_record() for r in answered])
     to_read = reading_records(samples)[: args.probe_images] if args.probe else []
@@ -122,14 +136,9 @@ def cmd_eval(args) -> int:
             {"id": r.sample_id, "kind": r.kind, "prediction": r.prediction, "correct": r.correct,
              "fields": len(r.fields)} for r in read]}
     if args.reasoning and any(s.meta.get("reading_fields") for s in samples):
-        # The same questions with the true transcription given instead of the image: reasoning alone.
-        from minimax_vl.vqa import reason_from_true_readings
-
-        given = score_predictions([r.as_score_record() for r in reason_from_true_readings(model, samples)])
+        given = _reasoning_scores(model, samples)
         report["reasoning"] = {k: given[k] for k in ("overall", "per_kind", "per_type")}
-    paths = write_report(report, args.out)
-    print(json.dumps({k: str(v) for k, v in paths.items()}))
-    return 0
+    return report
 
 
 def cmd_info(args) -> int:

@@ -309,7 +309,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     key, sep, text = override.partition("=")
     if not sep or not key.strip():
         raise StageConfigError(f"override {override!r} is not of the form key=value (e.g. max_steps=20)")
-    value = _parse_value(text)
+    value = parse_override_value(text)
     parts = key.strip().split(".")
     node = raw
     for part in parts[:-1]:
@@ -322,7 +322,7 @@ def apply_override(raw: dict[str, Any], override: str) -> None:
     node[parts[-1]] = value
 
 
-def _parse_value(text: str) -> Any:
+def parse_override_value(text: str) -> Any:
     """YAML, except that "1e-5" is a number (YAML 1.1 reads exponents without a dot as strings)."""
     if not text.strip():
         return None

@@ -33,7 +33,8 @@ if [[ "${RESUME:-0}" == 1 ]]; then resume=(--resume); fi
   --global-batch-size 64 --micro-batch-size $((64 / PROCESSES)) --max-length 512 --packing --max-steps "$STEPS" --max-minutes "$MINUTES" \
   --eval-every 100 --checkpoint-every 100 --keep-checkpoints 100 --num-threads 1 --no-progress \
   --set data.image_size=192 --set data.difficulty=easy --set data.font_scale=1.3 --set image_mode=anyres \
-  --set data.read_first=true --set "data.max_questions=$MAX_QUESTIONS" --set eval.samples=64 --set "schedule.warmup_steps=$WARMUP" --set schedule.kind=wsd \
+  --set data.read_first=true --set "data.max_questions=$MAX_QUESTIONS" --set eval.samples=64 \
+  --set "schedule.warmup_steps=$WARMUP" --set schedule.kind=wsd \
   --set 'trainable=[language_model]' --set weight_decay=0.1 \
   --set "learning_rates={vision_tower: 0.0, multi_modal_projector: 0.0, image_newline: 0.0, language_model: $LR}" \
   --set 'data.mix=[[reasoning, 1]]'

@@ -16,47 +16,24 @@ import argparse
 import sys
 from pathlib import Path
 
-import torch
-
-from training.recipes.export_demo import load_source, source_folder
-from training.stages import resolve_init
 from text_backbone.weights_io import replace_folder, temporary_folder
+from training.recipes.export_demo import load_source, source_folder
 
 LANGUAGE_PREFIX = "language_model."
 
 
-def processor_folder(path: Path) -> Path:
-    """Where a model folder's or a trainer checkpoint's tokenizer lives (a checkpoint's stage `init`)."""
-    if (path / "config.json").exists():
-        return path
-    import yaml
-
-    stage_dir = path.parent.parent
-    return Path(resolve_init(yaml.safe_load((stage_dir / "stage.yaml").read_text())["init"], stage_dir))
-
-
 def swap_language_model(vision: Path, language: Path, output: Path) -> None:
     vision, language = source_folder(vision), source_folder(language)
-    tokenizers = [(processor_folder(p) / "tokenizer.json").read_bytes() for p in (vision, language)]
-    if tokenizers[0] != tokenizers[1]:
+    model, donor = load_source(vision), load_source(language)  # a checkpoint comes with its stage init's processor
+    if model.processor.tokenizer.backend.to_str() != donor.processor.tokenizer.backend.to_str():
         raise SystemExit(f"{vision} and {language} use different tokenizers; a language model only fits the "
                          "tokenizer it was trained with")
-    model = load_source(vision)
-    donor = load_source(language)
     if model.config.text_config.to_dict() != donor.config.text_config.to_dict():
         raise SystemExit(f"the language models of {vision} and {language} differ in architecture")
     donated = {k: v for k, v in donor.state_dict().items() if k.startswith(LANGUAGE_PREFIX)}
-    with torch.no_grad():
-        missing = [k for k in donated if k not in model.state_dict()]
-        if missing:
-            raise SystemExit(f"{vision} has no parameters {missing[:3]}...")
-        model.load_state_dict(donated, strict=False)
-    processor = processor_folder(vision)
+    model.load_state_dict(donated, strict=False)  # same text config, so every donated key exists here
     temp = temporary_folder(output)
-    model.save_pretrained(temp)
-    for name in ("preprocessor_config.json", "tokenizer.json", "tokenizer_config.json"):
-        if (processor / name).exists() and not (temp / name).exists():
-            (temp / name).write_bytes((processor / name).read_bytes())
+    model.save_pretrained(temp)  # weights, config and the vision source's processor files
     replace_folder(temp, output)
     print(f"wrote {output}: vision from {vision}, {len(donated)} language-model tensors from {language}")
 
