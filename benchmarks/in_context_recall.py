@@ -34,7 +34,7 @@ not yet recall. A larger initialisation (initializer_range 0.06 instead of 0.02)
 from __future__ import annotations
 
 import argparse
-import copy
+import dataclasses
 import time
 
 import torch
@@ -84,14 +84,18 @@ class PlainDecoder(nn.Module):
 class DemoDecoder(nn.Module):
     def __init__(self, all_softmax: bool = False, overrides: dict[str, str] | None = None) -> None:
         super().__init__()
-        config = copy.deepcopy(MiniMaxVL01Config.from_preset("demo").text_config)
-        config.vocab_size = VOCAB
+        config = MiniMaxVL01Config.from_preset("demo").text_config
+        fields = {"vocab_size": VOCAB}
         if all_softmax:
-            config.attn_type_list = [1] * config.num_hidden_layers
+            fields["attn_type_list"] = [1] * config.num_hidden_layers
         for key, value in (overrides or {}).items():
             if not hasattr(config, key):
                 raise SystemExit(f"the text config has no field {key!r} (a model is NAME[,field=value...]@LR/WARMUP)")
-            setattr(config, key, parse_override_value(value))  # as `--set` parses a stage override: YAML, 1e-5 a number
+            fields[key] = parse_override_value(value)  # as `--set` parses a stage override: YAML, 1e-5 a number
+        try:  # `replace` re-runs the config's validation: an unsupported value (postnorm=false) must not pass silently
+            config = dataclasses.replace(config, **fields)
+        except ValueError as error:
+            raise SystemExit(str(error)) from None
         self.model = MiniMaxText01ForCausalLM(config)
 
     def forward(self, ids: torch.Tensor) -> torch.Tensor:

@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 import torch
 
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "in_context_recall.py"
@@ -51,6 +52,18 @@ def test_model_specs_carry_learning_rate_and_warmup():
     decoder = recall.build("demo,initializer_range=0.06")
     assert decoder.model.config.initializer_range == 0.06
     assert 0.05 < decoder.model.model.embed_tokens.weight.std().item() < 0.07
+
+
+def test_a_config_override_the_model_does_not_support_is_refused():
+    """Setting a field the model would ignore must fail, or a comparison silently repeats the unchanged decoder
+    (postnorm=false once ran as the post-norm decoder, step for step)."""
+    recall = load()
+    with pytest.raises(SystemExit, match="postnorm=False is not supported"):
+        recall.build("demo,postnorm=false")
+    with pytest.raises(SystemExit, match="num_experts_per_tok"):
+        recall.build("demo,num_experts_per_tok=5")
+    dense = recall.build("demo,num_local_experts=1,num_experts_per_tok=1")
+    assert dense.model.config.num_local_experts == 1 and dense.model.config.vocab_size == recall.VOCAB
 
 
 def test_the_script_runs_every_model_side_by_side():
