@@ -30,6 +30,14 @@ nor (demo at 3e-4 and 1e-4, plain post-norm at 1e-3) by step 1,000. With six que
 400 steps, under load): plain post-norm at 1e-3 broke out to 0.773 / 67.8% between steps 350 and 400; the demo
 decoder at 3e-4 and at 1e-3 (100 warm-up steps) reached the bag-of-context level (1.224 / 46.4%, 1.270 / 44.3%) and
 not yet recall. A larger initialisation (initializer_range 0.06 instead of 0.02) only shortened the first 150 steps.
+
+Fourth session (six queries, 600-1,000 steps, under load; runs/bench/recall_q6_*.txt): the demo decoder at 3e-4
+stayed at the bag-of-context level to step 1,000 (1.070 / 45.7%), and so did every variant at 3e-4: RoPE theta 1e4
+instead of 1e7 (1.110 / 46.2% at 700), one dense expert instead of 4 top-2 (1.250 / 46.2% at 400), DeepNorm alphas
+of 1 instead of 1.68 (1.119 / 46.2% at 600); four softmax layers learned slower (1.423 / 39.6% at 700). What broke
+it out is the initialisation and the learning rate together: `demo,initializer_range=0.06@1e-3/100` reached the
+bag-of-context level by step 200 and exact recall between steps 300 and 400 (0.026 / 99.3%; 100.0% at 500), like
+the plain transformers. Each alone had not (0.06 at 3e-4; 0.02 at 1e-3 with warm-up: 1.270 / 44.3% at 400).
 """
 from __future__ import annotations
 
