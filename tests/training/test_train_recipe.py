@@ -48,3 +48,25 @@ def test_reading_recipe_continues_the_shipped_model_through_four_stages_and_resu
     again = subprocess.run(["bash", "training/recipes/reading_model.sh"], cwd=REPO, env={**env, "RESUME": "1"},
                            capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and again.stdout.count("already finished") == 5, again.stdout[-2000:]
+
+
+@pytest.mark.slow  # stages II-IV at 2 steps each with 2 DDP processes: ~3 minutes on two shared cores
+def test_reading_recipe_continues_a_finished_model_on_new_samples(tmp_path):
+    """CONTINUE=MODEL takes stages 0b and I as done (MODEL is their final model) and trains II-IV from it, on the
+    samples from FIRST_SAMPLE on; a CONTINUE that is not a model folder is refused before anything trains."""
+    env = {**os.environ, "RUN": str(tmp_path / "run"), "CONTINUE": "minimax_vl/assets/demo_model",
+           "FIRST_SAMPLE": "30000", "S2_STEPS": "2", "S3_STEPS": "2", "S4_STEPS": "2"}
+    done = subprocess.run(["bash", "training/recipes/reading_model.sh"], cwd=REPO, env=env, capture_output=True,
+                          text=True, timeout=3000)
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert done.stdout.count("already finished") == 2  # 0b and I
+    shipped = (REPO / "minimax_vl/assets/demo_model/model.safetensors").read_bytes()
+    assert (tmp_path / "run" / "stage1" / "final" / "model.safetensors").read_bytes() == shipped
+    stage2 = yaml.safe_load((tmp_path / "run" / "stage2" / "stage.yaml").read_text())
+    assert stage2["init"].endswith("stage1/final") and stage2["data"]["first_sample"] == 30000
+    assert (tmp_path / "run" / "stage4" / "final" / "config.json").exists()
+    refused = subprocess.run(["bash", "training/recipes/reading_model.sh"], cwd=REPO,
+                             env={**env, "RUN": str(tmp_path / "other"), "CONTINUE": str(tmp_path)},
+                             capture_output=True, text=True, timeout=60)
+    assert refused.returncode == 2 and "not a model folder" in refused.stderr
+    assert not (tmp_path / "other" / "stage2").exists()
