@@ -2,9 +2,9 @@
 
 The model reads first: its reply transcribes the image, then gives "Answer: ...", so the test lets it write a
 whole reply. The accuracy floor sits above what the previous shipped model scored on the same fixed sample
-(44.4%, 32 of 72; the first demo model, which answered directly: 27.8%, 20 of 72) and a few questions below what this one scores (see the comment at the assert), so it fails
-when the shipped weights are missing, truncated, mis-loaded, replaced by an untrained model (~0) or by the
-previous model.
+(44.4%, 32 of 72; the first demo model, which answered directly: 27.8%, 20 of 72) and a few questions below what
+this one scores (see the comment at the assert), so it fails when the shipped weights are missing, truncated,
+mis-loaded, replaced by an untrained model (~0) or by the previous model.
 """
 import json
 from pathlib import Path
@@ -14,11 +14,11 @@ import torch
 from safetensors import safe_open
 
 import minimax_vl
+from minimax_vl.answers import MAX_REPLY_TOKENS
 from minimax_vl.data.samples import make_sample
 from minimax_vl.data.scoring import score_predictions
 from minimax_vl.demos.data import demo_generator_config
 from minimax_vl.model import MiniMaxVL01
-from minimax_vl.answers import MAX_REPLY_TOKENS
 from minimax_vl.vqa import answer_records, questions_of
 
 DEMO = Path(minimax_vl.DEMO_MODEL)

@@ -11,7 +11,8 @@
 #   S2_STEPS=4000 RUN=runs/reading_long bash training/recipes/reading_model.sh   # a longer stage II
 #   FIRST_SAMPLE=20000 ... # train on generated samples from index 20000 on (a run continuing a finished one on new
 #                          # images: its stages each saw fewer than S*16 samples, S their steps)
-#   CONTINUE=runs/read5/stage4/final RUN=runs/read6 FIRST_SAMPLE=30000 S2_STEPS=2000 bash training/recipes/reading_model.sh
+#   CONTINUE=runs/read5/stage4/final RUN=runs/read6 FIRST_SAMPLE=30000 S2_STEPS=2000 \
+#     bash training/recipes/reading_model.sh
 #                          # continue a finished read-first model on new images: stages 0b and I are taken as done
 #                          # (CONTINUE is their final model) and stages II-IV train again from it
 #   PROCESSES=1 THREADS=2 bash training/recipes/reading_model.sh  # one process (default: 2 DDP processes x 1 thread,
@@ -58,7 +59,10 @@ source training/recipes/stages.sh  # lr, run_stage
 
 if [[ "$RESUME" != 1 ]]; then rm -rf "$RUN"; fi
 if [[ -n "${CONTINUE:-}" ]]; then
-  if [[ ! -f "$CONTINUE/config.json" ]]; then echo "CONTINUE=$CONTINUE is not a model folder (no config.json)" >&2; exit 2; fi
+  if [[ ! -f "$CONTINUE/config.json" ]]; then
+    echo "CONTINUE=$CONTINUE is not a model folder (no config.json)" >&2
+    exit 2
+  fi
   for done_stage in grounding stage1; do  # a finished stage is its final/ folder: this model stands for both
     if [[ ! -f "$RUN/$done_stage/final/config.json" ]]; then
       mkdir -p "$RUN/$done_stage" && cp -r "$CONTINUE" "$RUN/$done_stage/final"
