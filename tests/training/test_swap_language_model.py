@@ -39,3 +39,17 @@ def test_models_with_different_language_architectures_are_refused(tmp_path):
     other.save_pretrained(tmp_path / "language")
     with pytest.raises(SystemExit, match="differ in architecture"):
         swap_language_model(tmp_path / "vision", tmp_path / "language", tmp_path / "out")
+
+
+def test_a_language_model_drawn_at_another_initializer_range_fits_and_its_config_is_kept(tmp_path):
+    # initializer_range says how fresh weights were drawn and changes no computation: such a donor is accepted.
+    MiniMaxVL01.from_preset("tiny", seed=0).save_pretrained(tmp_path / "vision")
+    donor = MiniMaxVL01.from_preset("tiny", seed=1)
+    donor.config.text_config.initializer_range = 0.06
+    donor.save_pretrained(tmp_path / "language")
+    swap_language_model(tmp_path / "vision", tmp_path / "language", tmp_path / "out")
+    out = MiniMaxVL01.from_pretrained(tmp_path / "out", dtype=torch.float32)
+    assert out.config.text_config.initializer_range == 0.06
+    donated = donor.state_dict()
+    name = next(k for k in donated if k.startswith(LANGUAGE_PREFIX))
+    torch.testing.assert_close(out.state_dict()[name], donated[name], rtol=0, atol=0)

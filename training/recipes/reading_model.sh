@@ -15,6 +15,7 @@
 #     bash training/recipes/reading_model.sh
 #                          # continue a finished read-first model on new images: stages 0b and I are taken as done
 #                          # (CONTINUE is their final model) and stages II-IV train again from it
+#   LM_LR=1e-3 ...         # the language model's rate in stages I and II (default 3e-4; see the note at stage I)
 #   PROCESSES=1 THREADS=2 bash training/recipes/reading_model.sh  # one process (default: 2 DDP processes x 1 thread,
 #                                                        # the fastest on a 2-core CPU: benchmarks/train_throughput.py)
 #   .venv/bin/python -m training.recipes.export_demo runs/reading                 # -> minimax_vl/assets/demo_model
@@ -47,6 +48,7 @@ S1_STEPS=${S1_STEPS:-400}
 S2_STEPS=${S2_STEPS:-2000}
 S3_STEPS=${S3_STEPS:-150}
 S4_STEPS=${S4_STEPS:-50}
+LM_LR=${LM_LR:-3.0e-4}  # the language model's peak rate in stages I and II
 ALL='[vision_tower,multi_modal_projector,image_newline,language_model]'
 
 COMMON=(--preset demo --global-batch-size 16 --micro-batch-size $((16 / PROCESSES)) --max-length 768 --no-packing
@@ -83,10 +85,10 @@ fi
 # (benchmarks/in_context_recall.py; docs/MODEL_CARD.md, "What limits reading").
 # I: learn the transcription format on the grounded image tokens, which stay fixed (tower and projector frozen);
 # reasoning documents teach the answers.
-run_stage 1 "$S1_STEPS" --init "$RUN/grounding/final" --set "$(lr 0.0 0.0 3.0e-4)" \
+run_stage 1 "$S1_STEPS" --init "$RUN/grounding/final" --set "$(lr 0.0 0.0 "$LM_LR")" \
   --set 'trainable=[language_model]' --set 'data.mix=[[reading, 4], [reasoning, 3], [words, 1]]'
 # II: read-first questions, transcriptions and text-only reasoning (the paper's text share is the reasoning here).
-run_stage 2 "$S2_STEPS" --set "$(lr 5.0e-5 1.0e-4 3.0e-4)" --set schedule.kind=wsd \
+run_stage 2 "$S2_STEPS" --set "$(lr 5.0e-5 1.0e-4 "$LM_LR")" --set schedule.kind=wsd \
   --set 'data.mix=[[vqa, 6], [reading, 3], [reasoning, 6], [text_only, 1]]'
 # III: instruction following (full-sentence conversations) while bare questions keep reading first.
 run_stage 3 "$S3_STEPS" --set "$(lr 5.0e-5 1.5e-4 1.5e-4)" --set 'data.mix=[[vqa, 3], [reasoning, 2], [conversation, 1]]'

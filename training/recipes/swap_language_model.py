@@ -20,6 +20,14 @@ from text_backbone.weights_io import replace_folder, temporary_folder
 from training.recipes.export_demo import load_source, source_folder
 
 LANGUAGE_PREFIX = "language_model."
+# Text-config fields that only say how fresh weights were drawn: they change no computation, so two language models
+# that differ in them still fit the same vision side (e.g. a decoder started at initializer_range 0.06, which learned
+# in-context look-up far faster: benchmarks/in_context_recall.py). The output keeps the donor's values.
+INITIALISATION_ONLY = frozenset({"initializer_range"})
+
+
+def _architecture(text_config) -> dict:
+    return {k: v for k, v in text_config.to_dict().items() if k not in INITIALISATION_ONLY}
 
 
 def swap_language_model(vision: Path, language: Path, output: Path) -> None:
@@ -28,8 +36,9 @@ def swap_language_model(vision: Path, language: Path, output: Path) -> None:
     if model.processor.tokenizer.backend.to_str() != donor.processor.tokenizer.backend.to_str():
         raise SystemExit(f"{vision} and {language} use different tokenizers; a language model only fits the "
                          "tokenizer it was trained with")
-    if model.config.text_config.to_dict() != donor.config.text_config.to_dict():
+    if _architecture(model.config.text_config) != _architecture(donor.config.text_config):
         raise SystemExit(f"the language models of {vision} and {language} differ in architecture")
+    model.config.text_config = donor.config.text_config  # the config describes the language model it now holds
     donated = {k: v for k, v in donor.state_dict().items() if k.startswith(LANGUAGE_PREFIX)}
     model.load_state_dict(donated, strict=False)  # same text config, so every donated key exists here
     temp = temporary_folder(output)
