@@ -13,11 +13,14 @@ from __future__ import annotations
 from typing import Iterable, Iterator
 
 ANSWER_MARKER = "\nAnswer: "
+# Optional worked step between the reading and the answer (data.facts): the transcription's entries for what the
+# question names, e.g. "\nFacts: Owl 90; Ant 60\nAnswer: 30" (minimax_vl/data/reading.py, question_facts).
+FACTS_MARKER = "\nFacts: "
 # Room for a whole reply: the longest transcription of the demo's maps is about 130 tokens, plus the answer.
 MAX_REPLY_TOKENS = 192
 _MARKER_WORD = ANSWER_MARKER.strip()  # "Answer:"
 # How a transcription starts (minimax_vl/data/reading.py); a reply that starts otherwise is streamed as it comes.
-READING_OPENERS = ("Chart:", "Map:")
+READING_OPENERS = ("Chart:", "Map:", FACTS_MARKER.strip())
 
 
 def split_reply(reply: str) -> tuple[str | None, str]:

@@ -123,10 +123,10 @@ def reading_report(records: list[ReadingRecord]) -> dict:
     return {"overall": summary(records), "by_kind": {k: summary([r for r in records if r.kind == k]) for k in kinds}}
 
 
-def reason_from_true_readings(model, samples: Iterable[Sample], *, max_new_tokens: int = 24,
+def reason_from_true_readings(model, samples: Iterable[Sample], *, max_new_tokens: int = 64,
                               progress: bool = True) -> list[QuestionRecord]:
     """Text-only reasoning accuracy: each question with the image's true transcription given in place of the
-    image, the way `reasoning` training documents give it; the model writes only "Answer: ...". Separates what
+    image, the way `reasoning` training documents give it; the model writes only "Answer: ..." (after "Facts: ..." when trained with data.facts). Separates what
     reading limits from what reasoning limits: a question wrong here is wrong even when reading is perfect."""
     import torch
 

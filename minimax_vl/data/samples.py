@@ -34,7 +34,7 @@ from minimax_vl.data.formats import Sample
 from minimax_vl.data.map_questions import describe_map, map_questions
 from minimax_vl.data.maps import generate_map
 from minimax_vl.data.qa import QA
-from minimax_vl.data.reading import READING_PROMPTS, read_then_answer, reading_text, scene_fields
+from minimax_vl.data.reading import READING_PROMPTS, question_facts, read_then_answer, reading_text, scene_fields
 from minimax_vl.data.splits import check_split, rng_for, seed_for
 from minimax_vl.data.styles import difficulty as check_difficulty
 from minimax_vl.data.text_only import text_question
@@ -70,6 +70,9 @@ class GeneratorConfig:
     # Read, then answer: the first reply after an image (vqa, preference) is the transcription followed by
     # "\nAnswer: <short answer>" (minimax_vl/data/reading.py); later replies are short answers.
     read_first: bool = False
+    # With read_first: a "Facts: ..." step before each short answer, the transcription's entries for what the
+    # question names (reading.question_facts), in reasoning documents too.
+    facts: bool = False
 
     def __post_init__(self):
         check_split(self.split)
@@ -156,7 +159,7 @@ def make_sample(config: GeneratorConfig, index: int, *, draw: bool = True) -> Sa
         meta["kind"] = "text"
         chosen = balanced_choice(questions, rng.randint(1, config.max_questions), rng)
         return _question_sample(sample_id, chosen, [], meta, rng, sentences=False, reading=reading,
-                                reading_is_context=True)
+                                reading_is_context=True, facts_from=fields if config.facts else None)
     if sample_kind == "description":
         meta.update(question_types=["description"], matches=["exact"])
         prompt = rng.choice(DESCRIPTION_PROMPTS[image_kind])
@@ -164,11 +167,13 @@ def make_sample(config: GeneratorConfig, index: int, *, draw: bool = True) -> Sa
     first_reply_reading = reading if config.read_first else None
     if sample_kind == "vqa":
         return _question_sample(sample_id, balanced_choice(questions, rng.randint(1, config.max_questions), rng),
-                                images, meta, rng, sentences=False, reading=first_reply_reading)
+                                images, meta, rng, sentences=False, reading=first_reply_reading,
+                                facts_from=fields if config.facts and config.read_first else None)
     if sample_kind == "conversation":
         return _conversation_sample(sample_id, questions, description, image_kind, images, meta, rng)
     return _preference_sample(sample_id, [q for q in questions if q.distractors], images, meta, rng,
-                              reading=first_reply_reading)
+                              reading=first_reply_reading,
+                              facts_from=fields if config.facts and config.read_first else None)
 
 
 SCENE_RETRIES = 5
@@ -219,16 +224,21 @@ def _assistant(text: str, context: str = "") -> dict:
 
 
 def _question_sample(sample_id: str, questions: list[QA], images: list, meta: dict, rng: random.Random, *,
-                     sentences: bool, reading: str | None = None, reading_is_context: bool = False) -> Sample:
-    """One conversation of short (or sentence) answers; with `reading`, the first reply reads, then answers."""
+                     sentences: bool, reading: str | None = None, reading_is_context: bool = False,
+                     facts_from: dict[str, str] | None = None) -> Sample:
+    """One conversation of short (or sentence) answers; with `reading`, the first reply reads, then answers. With
+    `facts_from` (the image's fields), every short answer follows the question's facts (reading.question_facts)."""
     messages = []
     for i, qa in enumerate(questions):
         messages.append(_user(qa.question, with_image=bool(images) and i == 0))
         answer = qa.sentence() if sentences else qa.answer
+        facts = question_facts(facts_from, qa.question) if facts_from is not None else ""
         if i == 0 and reading is not None:
-            full = read_then_answer(reading, answer)
+            full = read_then_answer(reading, answer, facts)
             split = len(reading) if reading_is_context else 0
             messages.append(_assistant(full[split:], context=full[:split]))
+        elif facts:
+            messages.append(_assistant(read_then_answer("", answer, facts)))
         else:
             messages.append(_assistant(answer))
     meta.update(question_types=[q.question_type for q in questions], matches=[q.match for q in questions])
@@ -250,13 +260,14 @@ def _conversation_sample(sample_id: str, questions: list[QA], description: str, 
 
 
 def _preference_sample(sample_id: str, questions: list[QA], images: list, meta: dict, rng: random.Random, *,
-                       reading: str | None = None) -> Sample:
+                       reading: str | None = None, facts_from: dict[str, str] | None = None) -> Sample:
     qa = rng.choice(questions)
     wrong = qa.distractors[0] if rng.random() < 0.6 else rng.choice(qa.distractors)
     in_sentences = rng.random() < 0.5 and reading is None
     chosen, rejected = (qa.sentence(), qa.sentence(wrong)) if in_sentences else (qa.answer, wrong)
     if reading is not None:  # both replies read the same way; they differ in the answer only
-        chosen, rejected = read_then_answer(reading, chosen), read_then_answer(reading, rejected)
+        facts = question_facts(facts_from, qa.question) if facts_from is not None else ""
+        chosen, rejected = read_then_answer(reading, chosen, facts), read_then_answer(reading, rejected, facts)
     meta.update(question_types=[qa.question_type], matches=[qa.match], answer=qa.answer, rejected_answer=wrong)
     messages = [_user(qa.question, with_image=bool(images)), _assistant(chosen)]
     return Sample(sample_id, messages, images, meta, rejected=rejected)

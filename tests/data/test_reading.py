@@ -7,8 +7,9 @@ import pytest
 from minimax_vl.chat_template import render_segments
 from minimax_vl.data.charts import generate_chart
 from minimax_vl.data.maps import generate_map
-from minimax_vl.data.reading import (ANSWER_MARKER, chart_fields, map_fields, parse_reading, read_then_answer,
-                                     reading_text, scene_fields, score_reading, split_reply)
+from minimax_vl.data.reading import (ANSWER_MARKER, FACTS_MARKER, chart_fields, map_fields, parse_reading,
+                                     question_facts, read_then_answer, reading_text, scene_fields, score_reading,
+                                     split_reply)
 from minimax_vl.data.samples import GeneratorConfig, make_sample
 from minimax_vl.data.splits import rng_for
 
@@ -123,3 +124,84 @@ def test_read_first_preference_pairs_share_the_reading_and_differ_in_the_answer(
         chosen = sample.messages[-1]["content"][-1]["text"]
         (r1, a1), (r2, a2) = split_reply(chosen), split_reply(sample.rejected)
         assert r1 == r2 == reading_text(sample.meta["reading_fields"]) and a1 != a2
+
+
+# ---------------------------------------------------------------------- facts (data.facts)
+BARS = {"type": "vertical bars", "title": "Sales", "x": "Type", "y": "Count", "Owl": "90", "Ant": "60", "Yak": "15"}
+PIE = {"type": "pie", "title": "Votes", "Egg": "21%", "Pie": "17%", "Rye": "62%"}
+MAP = {"street 1": "Oak St", "street 2": "Elm St", "avenue 1": "Opal Ave", "avenue 2": "Ruby Ave",
+       "Cafe": "1, 1", "Fort": "2, 2", "river": "1, 2", "scale": "50 m"}
+
+
+@pytest.mark.parametrize("fields, question, facts", [
+    (BARS, "What is the difference in count between Yak and Owl?", "Yak 15; Owl 90"),  # the question's order
+    (BARS, "What is the count of Ant?", "Ant 60"),
+    (BARS, "Which bar is the longest?", ""),
+    (BARS, "What is the count of Antelope?", ""),  # whole words only
+    (PIE, "Which slice of the pie is the largest?", ""),  # "pie" does not name the category "Pie"
+    (PIE, "What percentage of the pie is Pie?", "Pie 17%"),
+    (MAP, "How do you walk from the Fort to the Cafe?", "Fort (2, 2); Cafe (1, 1)"),
+    (MAP, "Is the Cafe north or south of the river?", "Cafe (1, 1); River (1, 2)"),
+    (MAP, "What is at the corner of Elm St and Ruby Ave?", ""),  # streets are not facts
+])
+def test_question_facts_are_the_named_entries_in_question_order(fields, question, facts):
+    assert question_facts(fields, question) == facts
+
+
+def test_every_named_fact_is_copied_from_the_transcription():
+    """On generated scenes: each fact is the transcription's own text for that entry (so writing it is a look-up)."""
+    config = GeneratorConfig(sample_kinds=(("vqa", 1.0),), difficulty="easy", image_size=192)
+    with_facts = 0
+    for i in range(40):
+        sample = make_sample(config, i, draw=False)
+        reading = reading_text(sample.meta["reading_fields"])
+        for message in sample.messages[::2]:
+            facts = question_facts(sample.meta["reading_fields"], message["content"][-1]["text"])
+            for fact in filter(None, facts.split("; ")):
+                assert fact in reading, (fact, reading)
+                with_facts += 1
+    assert with_facts > 20
+
+
+def test_with_facts_every_answer_follows_its_facts_and_the_transcription_stays_context():
+    config = GeneratorConfig(sample_kinds=(("reasoning", 1.0),), difficulty="easy", image_size=192, max_questions=8,
+                             read_first=True, facts=True)
+    followed = 0
+    for i in range(20):
+        sample = make_sample(config, i)
+        fields = sample.meta["reading_fields"]
+        trained, context = _targets(sample)
+        assert reading_text(fields) in context and reading_text(fields) not in trained
+        turns = sample.messages
+        for question, reply in zip(turns[::2], turns[1::2]):
+            facts = question_facts(fields, question["content"][-1]["text"])
+            text = reply["content"][-1]["text"]
+            if facts:
+                assert FACTS_MARKER.strip() + " " + facts + ANSWER_MARKER in "\n" + text
+                assert split_reply(text)[1] and FACTS_MARKER.strip() + " " + facts in trained
+                followed += 1
+            else:
+                assert FACTS_MARKER.strip() not in text
+    assert followed > 20
+
+
+def test_read_first_vqa_and_preference_with_facts_read_then_state_facts_then_answer():
+    for kind in ("vqa", "preference"):
+        config = GeneratorConfig(sample_kinds=((kind, 1.0),), difficulty="easy", image_size=192, read_first=True,
+                                 facts=True)
+        for i in range(10):
+            sample = make_sample(config, i, draw=False)
+            fields = sample.meta["reading_fields"]
+            first = next(m for m in sample.messages if m["role"] == "assistant")["content"][-1]["text"]
+            question = sample.messages[0]["content"][-1]["text"]
+            facts = question_facts(fields, question)
+            expected_reading = reading_text(fields) + (FACTS_MARKER + facts if facts else "")
+            assert split_reply(first)[0] == expected_reading
+            if kind == "preference":
+                assert split_reply(sample.rejected)[0] == expected_reading
+
+
+def test_facts_off_by_default():
+    config = GeneratorConfig(sample_kinds=(("reasoning", 1.0),), difficulty="easy", image_size=192, max_questions=8)
+    assert not any(FACTS_MARKER.strip() in m["content"][-1]["text"]
+                   for i in range(10) for m in make_sample(config, i).messages)

@@ -36,3 +36,11 @@ def test_a_transcription_that_never_answers_is_released_at_the_end():
 def test_streaming_passes_answer_pieces_through_as_they_come():
     got = list(answer_pieces(["Map: x.", "\nAnswer:", " Go 2", " blocks", " east."]))
     assert got == ["Go 2", " blocks", " east."]
+
+
+def test_a_reply_with_facts_streams_only_its_answer():
+    reply = "Map: x.\nFacts: Cafe (1, 1); Fort (2, 2)\nAnswer: Go 1 block east."
+    assert split_reply(reply) == ("Map: x.\nFacts: Cafe (1, 1); Fort (2, 2)", "Go 1 block east.")
+    follow_up = "Facts: Owl 90; Ant 60\nAnswer: 30"  # a later question: no transcription again
+    for text, answer in ((reply, "Go 1 block east."), (follow_up, "30")):
+        assert "".join(answer_pieces(text[i:i + 3] for i in range(0, len(text), 3))) == answer
