@@ -18,13 +18,10 @@
 # did not even learn that an answer is one of the values in its context (benchmarks/in_context_recall.py).
 # A language model trained from scratch should start wider and learn faster: in benchmarks/in_context_recall.py the
 # demo decoder learned exact recall only with initializer_range 0.06 (not the preset's 0.02) and lr 1e-3 after 100
-# warm-up steps together (99.3% by step 400; every 3e-4 variant stayed at the bag-of-context level to step 600-1,000).
-# Not yet measured on reasoning documents (docs/MODEL_CARD.md, "The shipped model"):
-#   .venv/bin/python -c "import dataclasses, torch; from minimax_vl.config import MiniMaxVL01Config as C; \
-#     from minimax_vl.model import MiniMaxVL01 as M; from minimax_vl.processor import MiniMaxVL01Processor as P; \
-#     c = C.from_preset('demo'); c.text_config = dataclasses.replace(c.text_config, initializer_range=0.06); \
-#     torch.manual_seed(1); M(c, processor=P.for_config(c)).save_pretrained('runs/fresh_demo06')"
-#   LR=1e-3 WARMUP=100 MAX_QUESTIONS=8 STEPS=1500 MINUTES=150 INIT=runs/fresh_demo06 OUT=runs/reason06 \
+# warm-up steps together. On reasoning documents (2026-12-07, runs/reason06) that start reached the reasoning
+# check's 51.5% in 400 steps (41 min) and 56.7% at 600 (52 min), where 0.02 at 3e-4 took 1,000 steps for 51.4%:
+#   .venv/bin/python -m training.recipes.fresh_model --output runs/fresh_demo06 --initializer-range 0.06 --seed 1
+#   LR=1e-3 WARMUP=100 MAX_QUESTIONS=8 STEPS=600 MINUTES=80 INIT=runs/fresh_demo06 OUT=runs/reason06 \
 #     bash training/recipes/reasoning_text.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
