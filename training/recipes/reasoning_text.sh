@@ -19,7 +19,8 @@
 # A language model trained from scratch should start wider and learn faster: in benchmarks/in_context_recall.py the
 # demo decoder learned exact recall only with initializer_range 0.06 (not the preset's 0.02) and lr 1e-3 after 100
 # warm-up steps together. On reasoning documents (2026-12-07, runs/reason06) that start reached the reasoning
-# check's 51.5% in 400 steps (41 min) and 56.7% at 600 (52 min), where 0.02 at 3e-4 took 1,000 steps for 51.4%:
+# check (100 test images) 51.5% in 400 steps (33 min) and 56.7% at 600 (48 min); 0.02 at 3e-4 had 53.2% after
+# 1,000 steps (98 min):
 #   .venv/bin/python -m training.recipes.fresh_model --output runs/fresh_demo06 --initializer-range 0.06 --seed 1
 #   LR=1e-3 WARMUP=100 MAX_QUESTIONS=8 STEPS=600 MINUTES=80 INIT=runs/fresh_demo06 OUT=runs/reason06 \
 #     bash training/recipes/reasoning_text.sh
