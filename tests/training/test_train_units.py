@@ -287,3 +287,14 @@ def test_first_sample_moves_the_training_stream_onto_unseen_samples_and_leaves_v
     assert held_out.sample(0).id == plain_held.sample(0).id
     with pytest.raises(StageConfigError, match="first_sample"):
         load_stage(2, ["data.first_sample=-1"])
+
+
+def test_data_facts_reaches_the_generator_and_its_samples():
+    stage = load_stage(2, ["data.read_first=true", "data.facts=true", "data.mix=[[reasoning, 1]]",
+                           "data.difficulty=easy", "data.image_size=192"])
+    config = generator_config(stage.data, "train")
+    assert config.facts and config.read_first
+    source = GeneratedSource(config)
+    texts = [m["content"][-1]["text"] for i in range(8) for m in source.sample(i).messages if m["role"] == "assistant"]
+    assert any("Facts: " in t for t in texts)
+    assert not generator_config(load_stage(2).data, "train").facts  # off unless asked
