@@ -27,8 +27,8 @@ from minimax_vl.data.charts import ChartScene
 from minimax_vl.data.maps import MapScene
 from minimax_vl.data.qa import format_number
 
-__all__ = ["ANSWER_MARKER", "FACTS_MARKER", "question_facts", "READING_PROMPTS", "chart_fields", "map_fields", "scene_fields", "reading_text",
-           "parse_reading", "read_then_answer", "split_reply", "score_reading"]
+__all__ = ["ANSWER_MARKER", "FACTS_MARKER", "READING_PROMPTS", "chart_fields", "map_fields", "scene_fields",
+           "reading_text", "parse_reading", "read_then_answer", "question_facts", "split_reply", "score_reading"]
 CHART_TYPE_NAMES = {"vbar": "vertical bars", "hbar": "horizontal bars", "grouped_bar": "grouped bars",
                     "line": "line", "pie": "pie"}
 READING_PROMPTS = {
