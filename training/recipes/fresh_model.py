@@ -9,7 +9,8 @@ in-context look-up only with initializer_range 0.06 and lr 1e-3 together, and on
 decoder reached 56.7% on the reasoning check in 600 steps (48 minutes) where the preset's 0.02 at 3e-4 had 53.2%
 after 1,000 (98 minutes; same 100 test images; docs/MODEL_CARD.md). The field only says how fresh weights are
 drawn: the math is the preset's, and training.recipes.swap_language_model accepts such a language model beside
-any vision side of the same preset. The preset keeps 0.02 (the released model's value); this script is how a recipe asks for another.
+any vision side of the same preset. The preset keeps 0.02 (the released model's value); this script is how a
+recipe asks for another.
 """
 from __future__ import annotations
 
