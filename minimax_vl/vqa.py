@@ -25,6 +25,7 @@ class QuestionRecord:
     match: str
     prediction: str | None = None  # the short answer
     reading: str | None = None  # the transcription the model wrote before it, when it reads first
+    reply: str | None = None  # the whole reply, where a caller needs more than the answer (e.g. its "Facts: ...")
 
     def as_score_record(self) -> dict:
         record = {"id": f"{self.sample_id}:{self.question}", "prediction": self.prediction or "", "answer": self.answer,
@@ -126,8 +127,9 @@ def reading_report(records: list[ReadingRecord]) -> dict:
 def reason_from_true_readings(model, samples: Iterable[Sample], *, max_new_tokens: int = 64,
                               progress: bool = True) -> list[QuestionRecord]:
     """Text-only reasoning accuracy: each question with the image's true transcription given in place of the
-    image, the way `reasoning` training documents give it; the model writes only "Answer: ..." (after "Facts: ..." when trained with data.facts). Separates what
-    reading limits from what reasoning limits: a question wrong here is wrong even when reading is perfect."""
+    image, the way `reasoning` training documents give it; the model writes only "Answer: ..." (after "Facts: ..."
+    when trained with data.facts). Separates what reading limits from what reasoning limits: a question wrong here
+    is wrong even when reading is perfect."""
     import torch
 
     from minimax_vl.data.reading import reading_text
@@ -145,7 +147,7 @@ def reason_from_true_readings(model, samples: Iterable[Sample], *, max_new_token
                 ids = tokenizer.encode(_continuation_text(record.question) + reading)
                 state = engine.extend(start.text_state, torch.tensor([ids], device=device))
                 reply = engine.generate(state, max_new_tokens=max_new_tokens).texts[0]
-                record.reading, record.prediction = reading, split_reply(reply)[1]
+                record.reading, record.reply, record.prediction = reading, reply, split_reply(reply)[1]
                 records.append(record)
             bar.update(1)
     return records

@@ -179,13 +179,15 @@ def question_facts(fields: dict[str, str], question: str) -> str:
     and leaves the arithmetic or geometry over adjacent facts: a scratchpad, as in chain-of-thought training."""
     found: list[tuple[int, str]] = []
     is_chart = "type" in fields
+    # A grouped chart's question may name a series; then only that series' entries are its facts.
+    names_a_series = is_chart and any(_mention(question, series) >= 0 for series in _series_names(fields))
     for key, value in fields.items():
         if is_chart:
             if key in ("type", "title", "x", "y"):
                 continue
             series, _, category = key.rpartition(_SERIES_SEPARATOR)
             where = _mention(question, category)
-            if where < 0 or (series and _mention(question, series) < 0 and _names_a_series(fields, question)):
+            if where < 0 or (series and names_a_series and _mention(question, series) < 0):
                 continue
             found.append((where, f"{series} {category} {value}" if series else f"{category} {value}"))
         elif key == "river":
@@ -206,9 +208,8 @@ def _mention(question: str, name: str) -> int:
     return match.start() if match else -1
 
 
-def _names_a_series(fields: dict[str, str], question: str) -> bool:
-    series = {k.rpartition(_SERIES_SEPARATOR)[0] for k in fields if _SERIES_SEPARATOR in k}
-    return any(_mention(question, name) >= 0 for name in series)
+def _series_names(fields: dict[str, str]) -> set[str]:
+    return {k.rpartition(_SERIES_SEPARATOR)[0] for k in fields if _SERIES_SEPARATOR in k}
 
 
 def score_reading(predicted: str, truth: dict[str, str]) -> tuple[int, int]:

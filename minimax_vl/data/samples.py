@@ -150,6 +150,7 @@ def make_sample(config: GeneratorConfig, index: int, *, draw: bool = True) -> Sa
     fields = scene_fields(scene)  # what a perfect transcription holds: the reading probe scores against it
     meta["reading_fields"] = fields
     reading = reading_text(fields)
+    facts_from = fields if config.facts else None  # data.facts: each answer follows the facts its question names
 
     if sample_kind == "reading":
         meta.update(question_types=["reading"], matches=["exact"])
@@ -159,21 +160,21 @@ def make_sample(config: GeneratorConfig, index: int, *, draw: bool = True) -> Sa
         meta["kind"] = "text"
         chosen = balanced_choice(questions, rng.randint(1, config.max_questions), rng)
         return _question_sample(sample_id, chosen, [], meta, rng, sentences=False, reading=reading,
-                                reading_is_context=True, facts_from=fields if config.facts else None)
+                                reading_is_context=True, facts_from=facts_from)
     if sample_kind == "description":
         meta.update(question_types=["description"], matches=["exact"])
         prompt = rng.choice(DESCRIPTION_PROMPTS[image_kind])
         return Sample(sample_id, [_user(prompt, with_image=True), _assistant(description)], images, meta)
     first_reply_reading = reading if config.read_first else None
+    first_reply_facts = facts_from if config.read_first else None  # facts belong to read-first replies
     if sample_kind == "vqa":
         return _question_sample(sample_id, balanced_choice(questions, rng.randint(1, config.max_questions), rng),
                                 images, meta, rng, sentences=False, reading=first_reply_reading,
-                                facts_from=fields if config.facts and config.read_first else None)
+                                facts_from=first_reply_facts)
     if sample_kind == "conversation":
         return _conversation_sample(sample_id, questions, description, image_kind, images, meta, rng)
     return _preference_sample(sample_id, [q for q in questions if q.distractors], images, meta, rng,
-                              reading=first_reply_reading,
-                              facts_from=fields if config.facts and config.read_first else None)
+                              reading=first_reply_reading, facts_from=first_reply_facts)
 
 
 SCENE_RETRIES = 5
@@ -232,7 +233,7 @@ def _question_sample(sample_id: str, questions: list[QA], images: list, meta: di
     for i, qa in enumerate(questions):
         messages.append(_user(qa.question, with_image=bool(images) and i == 0))
         answer = qa.sentence() if sentences else qa.answer
-        facts = question_facts(facts_from, qa.question) if facts_from is not None else ""
+        facts = _facts(facts_from, qa)
         if i == 0 and reading is not None:
             full = read_then_answer(reading, answer, facts)
             split = len(reading) if reading_is_context else 0
@@ -243,6 +244,10 @@ def _question_sample(sample_id: str, questions: list[QA], images: list, meta: di
             messages.append(_assistant(answer))
     meta.update(question_types=[q.question_type for q in questions], matches=[q.match for q in questions])
     return Sample(sample_id, messages, images, meta)
+
+
+def _facts(facts_from: dict[str, str] | None, qa: QA) -> str:
+    return question_facts(facts_from, qa.question) if facts_from is not None else ""
 
 
 def _conversation_sample(sample_id: str, questions: list[QA], description: str, image_kind: str, images: list,
@@ -266,7 +271,7 @@ def _preference_sample(sample_id: str, questions: list[QA], images: list, meta: 
     in_sentences = rng.random() < 0.5 and reading is None
     chosen, rejected = (qa.sentence(), qa.sentence(wrong)) if in_sentences else (qa.answer, wrong)
     if reading is not None:  # both replies read the same way; they differ in the answer only
-        facts = question_facts(facts_from, qa.question) if facts_from is not None else ""
+        facts = _facts(facts_from, qa)
         chosen, rejected = read_then_answer(reading, chosen, facts), read_then_answer(reading, rejected, facts)
     meta.update(question_types=[qa.question_type], matches=[qa.match], answer=qa.answer, rejected_answer=wrong)
     messages = [_user(qa.question, with_image=bool(images)), _assistant(chosen)]

@@ -129,6 +129,8 @@ def test_read_first_preference_pairs_share_the_reading_and_differ_in_the_answer(
 # ---------------------------------------------------------------------- facts (data.facts)
 BARS = {"type": "vertical bars", "title": "Sales", "x": "Type", "y": "Count", "Owl": "90", "Ant": "60", "Yak": "15"}
 PIE = {"type": "pie", "title": "Votes", "Egg": "21%", "Pie": "17%", "Rye": "62%"}
+GROUPED = {"type": "grouped bars", "title": "Sales", "x": "Year", "y": "Count", "Ann/2019": "30", "Bob/2019": "40",
+           "Ann/2020": "35", "Bob/2020": "45"}
 MAP = {"street 1": "Oak St", "street 2": "Elm St", "avenue 1": "Opal Ave", "avenue 2": "Ruby Ave",
        "Cafe": "1, 1", "Fort": "2, 2", "river": "1, 2", "scale": "50 m"}
 
@@ -140,6 +142,8 @@ MAP = {"street 1": "Oak St", "street 2": "Elm St", "avenue 1": "Opal Ave", "aven
     (BARS, "What is the count of Antelope?", ""),  # whole words only
     (PIE, "Which slice of the pie is the largest?", ""),  # "pie" does not name the category "Pie"
     (PIE, "What percentage of the pie is Pie?", "Pie 17%"),
+    (GROUPED, "What is the count of Bob in 2020?", "Bob 2020 45"),  # a named series keeps only its entries
+    (GROUPED, "Which is higher in 2019?", "Ann 2019 30; Bob 2019 40"),  # no series named: every series
     (MAP, "How do you walk from the Fort to the Cafe?", "Fort (2, 2); Cafe (1, 1)"),
     (MAP, "Is the Cafe north or south of the river?", "Cafe (1, 1); River (1, 2)"),
     (MAP, "What is at the corner of Elm St and Ruby Ave?", ""),  # streets are not facts

@@ -18,12 +18,12 @@ from pathlib import Path
 import torch
 
 from minimax_vl.answers import FACTS_MARKER, split_reply
-from minimax_vl.data.reading import question_facts, reading_text
+from minimax_vl.data.reading import question_facts
 from minimax_vl.data.samples import make_sample
 from minimax_vl.data.scoring import is_correct
 from minimax_vl.demos.data import demo_generator_config
 from minimax_vl.model import MiniMaxVL01
-from minimax_vl.vqa import questions_of
+from minimax_vl.vqa import reason_from_true_readings
 
 
 @dataclass
@@ -42,31 +42,23 @@ def written_facts(reply: str) -> str:
 
 
 def facts_check(model: MiniMaxVL01, images: int, max_new_tokens: int = 64) -> dict[str, FactsTally]:
-    from minimax_vl.engine import _continuation_text, _engine, _processor, vl_prefill
-
-    engine, tokenizer = _engine(model), _processor(model).tokenizer
-    start = vl_prefill(model, None)
+    """Tallies per "kind/type" over the test split's first `images` images; the replies come from the reasoning
+    check (minimax_vl.vqa.reason_from_true_readings), of which only questions that name entries are counted."""
     config = demo_generator_config("test")
+    samples = {sample.id: sample for sample in (make_sample(config, i, draw=False) for i in range(images))}
+    records = reason_from_true_readings(model, samples.values(), max_new_tokens=max_new_tokens, progress=False)
     tallies: dict[str, FactsTally] = defaultdict(FactsTally)
-    with torch.inference_mode():
-        for index in range(images):
-            sample = make_sample(config, index, draw=False)
-            fields = sample.meta["reading_fields"]
-            reading = reading_text(fields)
-            for record in questions_of(sample):
-                truth = question_facts(fields, record.question)
-                if not truth:
-                    continue
-                ids = tokenizer.encode(_continuation_text(record.question) + reading)
-                state = engine.extend(start.text_state, torch.tensor([ids], device=model.image_newline.device))
-                reply = engine.generate(state, max_new_tokens=max_new_tokens).texts[0]
-                exact = written_facts(reply) == truth
-                right = is_correct(split_reply(reply)[1], record.answer, record.match)
-                tally = tallies[f"{record.kind}/{record.question_type}"]
-                tally.questions += 1
-                tally.facts_exact += exact
-                tally.right += right
-                tally.right_when_exact += exact and right
+    for record in records:
+        truth = question_facts(samples[record.sample_id].meta["reading_fields"], record.question)
+        if not truth:
+            continue
+        exact = written_facts(record.reply) == truth
+        right = is_correct(record.prediction, record.answer, record.match)
+        tally = tallies[f"{record.kind}/{record.question_type}"]
+        tally.questions += 1
+        tally.facts_exact += exact
+        tally.right += right
+        tally.right_when_exact += exact and right
     return dict(sorted(tallies.items()))
 
 
