@@ -53,25 +53,43 @@ from text_backbone.model import MiniMaxText01ForCausalLM
 from training.stages import parse_override_value
 
 KEY_START, VALUE_START, PAIRS, SEP = 100, 600, 6, 5
+SPACE, DIGIT_START = 6, 900  # multi-token values (`--value-digits D`): SPACE d1 .. dD, as the demo tokenizer writes "Ġ 1 5"
 VOCAB = 1024
 
 
-def recall_batch(generator: torch.Generator, n: int = 64, symbols: int = 20, queries: int = 1) -> torch.Tensor:
-    """[n, 2 * PAIRS + 1 + 2 * queries] token ids: the pairs, SEP, then `queries` distinct keys asked again, each
-    followed by its value (the tokens trained; `value_positions` says where they are)."""
+def recall_batch(generator: torch.Generator, n: int = 64, symbols: int = 20, queries: int = 1,
+                 value_digits: int = 0, space: bool = True) -> torch.Tensor:
+    """[n, PAIRS * (1 + width) + 1 + queries * (1 + width)] token ids, width = 1 for single-token values (the
+    default), else value_digits plus one for the SPACE: the pairs, SEP, then `queries` distinct keys asked again,
+    each followed by its value (the tokens trained; `value_positions` says where they are).
+
+    With `value_digits` D > 0 a value is SPACE (unless `space` is False) and D digit tokens of a random number below
+    10**D; values may repeat and share digits, as the numbers of a chart do, so only the whole value after the key
+    asked is right."""
     if not 1 <= queries <= PAIRS:
         raise ValueError(f"queries must be between 1 and {PAIRS}, got {queries}")
     keys = torch.stack([torch.randperm(symbols, generator=generator)[:PAIRS] for _ in range(n)]) + KEY_START
-    values = torch.randint(VALUE_START, VALUE_START + symbols, (n, PAIRS), generator=generator)
+    if value_digits:
+        numbers = torch.randint(0, 10 ** value_digits, (n, PAIRS), generator=generator)
+        powers = 10 ** torch.arange(value_digits - 1, -1, -1)
+        digits = numbers[..., None] // powers % 10 + DIGIT_START  # [n, PAIRS, D], most significant first
+        values = torch.cat([torch.full((n, PAIRS, 1), SPACE), digits], -1) if space else digits  # [n, PAIRS, (1 +) D]
+    else:
+        values = torch.randint(VALUE_START, VALUE_START + symbols, (n, PAIRS, 1), generator=generator)
     asked = torch.stack([torch.randperm(PAIRS, generator=generator)[:queries] for _ in range(n)])  # [n, queries]
-    pairs = torch.stack([keys, values], -1).flatten(1)  # [n, 2 * PAIRS]: k1 v1 k2 v2 ...
-    recalled = torch.stack([keys.gather(1, asked), values.gather(1, asked)], -1).flatten(1)  # [n, 2 * queries]
+    pairs = torch.cat([keys[..., None], values], -1).flatten(1)  # [n, PAIRS * (1 + width)]: k1 v1 k2 v2 ...
+    asked_values = values.gather(1, asked[..., None].expand(-1, -1, values.shape[-1]))  # [n, queries, width]
+    recalled = torch.cat([keys.gather(1, asked)[..., None], asked_values], -1).flatten(1)
     return torch.cat([pairs, torch.full((n, 1), SEP), recalled], 1)
 
 
-def value_positions(queries: int) -> torch.Tensor:
-    """Positions of the recalled values in a `recall_batch` row."""
-    return 2 * PAIRS + 2 + 2 * torch.arange(queries)
+def value_positions(queries: int, value_digits: int = 0, space: bool = True) -> torch.Tensor:
+    """[queries, tokens a value trains] positions in a `recall_batch` row: each recalled value's token, or its
+    digits (the SPACE before them is fixed, so not a look-up)."""
+    spaced = bool(value_digits) and space
+    width = 1 + max(1, value_digits) + spaced  # a key and its value
+    first = PAIRS * width + 1 + torch.arange(queries)[:, None] * width + 1 + spaced  # each asked value's first digit
+    return first + torch.arange(max(1, value_digits))
 
 
 class PlainDecoder(nn.Module):
@@ -140,6 +158,11 @@ def main() -> None:
     parser.add_argument("--queries", type=int, default=1,
                         help="keys asked again after SEP, each value trained (1 to 6; default 1: one target a "
                              "document)")
+    parser.add_argument("--value-digits", type=int, default=0,
+                        help="values as a space and this many digit tokens, like the demo tokenizer's numbers "
+                             "(default 0: one token a value); the loss is per digit, the accuracy per whole value")
+    parser.add_argument("--no-space", action="store_true",
+                        help="with --value-digits: the digits follow the key directly, no SPACE token between")
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
@@ -156,19 +179,21 @@ def main() -> None:
     print("step  " + "  ".join(f"{name:>24}" for name in args.models) + "   (loss / accuracy)")
     window = {name: [] for name in args.models}
     for step in range(1, args.steps + 1):
-        ids = recall_batch(generator, symbols=args.symbols, queries=args.queries)
-        targets = value_positions(args.queries)
+        ids = recall_batch(generator, symbols=args.symbols, queries=args.queries, value_digits=args.value_digits,
+                           space=not args.no_space)
+        targets = value_positions(args.queries, args.value_digits, space=not args.no_space)  # [queries, tokens]
         for name, model in models.items():
             started = time.perf_counter()
-            logits = model(ids)[:, targets - 1].flatten(0, 1)  # [n * queries, vocab]: predictions of the values
-            answers = ids[:, targets].flatten()
-            loss = nn.functional.cross_entropy(logits, answers)
+            logits = model(ids)[:, targets - 1]  # [n, queries, tokens a value, vocab]: predictions of the values
+            answers = ids[:, targets]
+            loss = nn.functional.cross_entropy(logits.flatten(0, -2), answers.flatten())
             optimizers[name].zero_grad(set_to_none=True)
             loss.backward()
             optimizers[name].step()
             schedules[name].step()
             seconds[name] += time.perf_counter() - started
-            window[name].append((loss.item(), (logits.argmax(-1) == answers).float().mean().item()))
+            exact = (logits.argmax(-1) == answers).all(-1)  # a value counts only with every digit right
+            window[name].append((loss.item(), exact.float().mean().item()))
         if step % args.every == 0:
             cells = []
             for name in args.models:

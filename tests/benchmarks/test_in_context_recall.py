@@ -36,12 +36,39 @@ def test_several_queries_ask_distinct_keys_each_followed_by_its_value():
     recall = load()
     ids = recall.recall_batch(torch.Generator().manual_seed(2), n=16, queries=4)
     positions = recall.value_positions(4)
-    assert ids.shape == (16, 2 * recall.PAIRS + 1 + 8) and positions.tolist() == [14, 16, 18, 20]
+    assert ids.shape == (16, 2 * recall.PAIRS + 1 + 8) and positions.flatten().tolist() == [14, 16, 18, 20]
     for row in ids.tolist():
         pairs = dict(zip(row[0:2 * recall.PAIRS:2], row[1:2 * recall.PAIRS:2]))
-        asked = [row[p - 1] for p in positions]
+        asked = [row[p - 1] for p in positions.flatten()]
         assert row[2 * recall.PAIRS] == recall.SEP and len(set(asked)) == 4
-        assert [row[p] for p in positions] == [pairs[key] for key in asked]
+        assert [row[p] for p in positions.flatten()] == [pairs[key] for key in asked]
+
+
+def test_multi_token_values_are_a_space_and_digits_trained_digit_by_digit():
+    """`--value-digits 2`: "key SPACE d d", as the demo tokenizer writes "Yak 15"; the trained positions are the
+    asked value's digits, which spell the number stored after that key."""
+    recall = load()
+    ids = recall.recall_batch(torch.Generator().manual_seed(3), n=64, queries=3, value_digits=2)
+    positions = recall.value_positions(3, value_digits=2)
+    assert ids.shape == (64, 4 * recall.PAIRS + 1 + 3 * 4) and positions.shape == (3, 2)
+    first_digits = set()
+    for row in ids.tolist():
+        pairs = {row[i]: row[i + 1:i + 4] for i in range(0, 4 * recall.PAIRS, 4)}
+        assert len(pairs) == recall.PAIRS and row[4 * recall.PAIRS] == recall.SEP
+        assert all(v[0] == recall.SPACE and all(0 <= d - recall.DIGIT_START < 10 for d in v[1:])
+                   for v in pairs.values())
+        for query in positions.tolist():
+            key = row[query[0] - 2]
+            assert row[query[0] - 1] == recall.SPACE and [row[p] for p in query] == pairs[key][1:]
+        first_digits.update(v[1] for v in pairs.values())
+    assert len(first_digits) == 10  # numbers below 100 share digits: copying a digit is not enough
+    bare = recall.recall_batch(torch.Generator().manual_seed(3), n=8, queries=3, value_digits=2, space=False)
+    bare_positions = recall.value_positions(3, value_digits=2, space=False)
+    assert bare.shape == (8, 3 * recall.PAIRS + 1 + 3 * 3) and recall.SPACE not in bare.tolist()[0]
+    for row in bare.tolist():
+        pairs = {row[i]: row[i + 1:i + 3] for i in range(0, 3 * recall.PAIRS, 3)}
+        assert [[row[p] for p in query] for query in bare_positions.tolist()] == [
+            pairs[row[query[0] - 1]] for query in bare_positions.tolist()]
 
 
 def test_model_specs_carry_learning_rate_and_warmup():
@@ -73,3 +100,7 @@ def test_the_script_runs_every_model_side_by_side():
     assert all(name in lines[0] for name in ("demo@1e-3/0", "demo@3e-4/100", "plain-pre-norm", "plain-post-norm"))
     assert len([line for line in lines if line.strip().startswith(("1 ", "2 "))]) == 2
     assert "seconds per step" in lines[-1]
+    digits = subprocess.run([sys.executable, str(SCRIPT), "--steps", "1", "--every", "1", "--value-digits", "2",
+                             "--queries", "6", "--models", "demo"], capture_output=True, text=True, timeout=300,
+                            check=True)
+    assert digits.stdout.splitlines()[1].startswith("   1 ")

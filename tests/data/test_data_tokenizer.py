@@ -6,7 +6,7 @@ from hypothesis import strategies as st
 
 from minimax_vl.chat_template import IMAGE, SPECIAL_TOKENS, render
 from minimax_vl.data.samples import GeneratorConfig, make_sample
-from training.data.tokenizer import DEFAULT_PATH, load_tokenizer, tokenizer_corpus, train_tokenizer
+from training.data.tokenizer import DEFAULT_PATH, load_tokenizer, pre_tokenizer, tokenizer_corpus, train_tokenizer
 
 TOKENIZER = load_tokenizer()
 
@@ -39,6 +39,40 @@ def test_generated_text_is_compact():
     """Label words of both splits are whole tokens, so labels read as one unit."""
     for word in ("Pear", "Lighthouse", "Observatory", "northeast", "Spinach"):
         assert len(TOKENIZER.encode(" " + word, add_special_tokens=False).ids) == 1, word
+
+
+@pytest.fixture(scope="module")
+def attached():
+    """An `attached` tokenizer from a small corpus (its digit line gives every digit merge the budget allows)."""
+    return train_tokenizer(tokenizer_corpus(samples_per_setting=5), digits="attached")  # the full budget: every pair merges
+
+
+def test_attached_mode_joins_a_numbers_space_or_parenthesis_to_its_first_digit(attached):
+    """Nothing stands between a label and its number's first digit (docs: training/data/tokenizer.py)."""
+    def digit_tokens(text):  # the tokens that hold digits, and the one before each number's first
+        tokens = attached.encode(text, add_special_tokens=False).tokens
+        return [(tokens[i - 1][-1:], t) for i, t in enumerate(tokens) if any(c.isdigit() for c in t)]
+
+    assert digit_tokens("Yak 15; Owl 7.5%") == [("k", "Ġ1"), ("1", "5"), ("l", "Ġ7"), (".", "5")]
+    assert digit_tokens("Shop (3, 2); Inn (10, 4)") == [("p", "Ġ(3"), (",", "Ġ2"), ("n", "Ġ(1"), ("1", "0"),
+                                                        (",", "Ġ4")]
+    assert [t for _, t in digit_tokens("(9 x  8")] == ["(9", "Ġ8"]
+    for prefix in ("Ġ", "Ġ(", "("):
+        assert all(attached.token_to_id(prefix + digit) is not None for digit in "0123456789"), prefix
+
+
+def test_isolated_mode_is_the_shipped_tokenizers_split():
+    text = "Yak 15; Shop (3, 2)\n\n 7"
+    shipped = [piece for piece, _ in TOKENIZER.pre_tokenizer.pre_tokenize_str(text)]
+    assert [piece for piece, _ in pre_tokenizer("isolated").pre_tokenize_str(text)] == shipped
+    with pytest.raises(ValueError, match="digits must be one of"):
+        pre_tokenizer("grouped")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.text())
+def test_attached_mode_round_trips_any_text(attached, text):
+    assert attached.decode(attached.encode(text, add_special_tokens=False).ids, skip_special_tokens=False) == text
 
 
 @settings(max_examples=200, deadline=None)

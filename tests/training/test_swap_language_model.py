@@ -53,3 +53,24 @@ def test_a_language_model_drawn_at_another_initializer_range_fits_and_its_config
     donated = donor.state_dict()
     name = next(k for k in donated if k.startswith(LANGUAGE_PREFIX))
     torch.testing.assert_close(out.state_dict()[name], donated[name], rtol=0, atol=0)
+
+
+def test_a_language_model_with_another_tokenizer_needs_new_tokenizer_and_brings_its_tokenizer(tmp_path):
+    from minimax_vl.processor import MiniMaxVL01Processor
+    from minimax_vl.tokenizer import MiniMaxTokenizer
+    from training.data.tokenizer import tokenizer_corpus, train_tokenizer
+
+    MiniMaxVL01.from_preset("tiny", seed=0).save_pretrained(tmp_path / "vision")
+    attached = MiniMaxTokenizer(train_tokenizer(tokenizer_corpus(samples_per_setting=5), vocab_size=600,
+                                                digits="attached"))
+    donor = MiniMaxVL01.from_preset("tiny", seed=1)
+    donor.processor = MiniMaxVL01Processor(donor.processor.image_processor, attached)
+    donor.save_pretrained(tmp_path / "language")
+    with pytest.raises(SystemExit, match="different tokenizers.*--new-tokenizer"):
+        swap_language_model(tmp_path / "vision", tmp_path / "language", tmp_path / "out")
+    swap_language_model(tmp_path / "vision", tmp_path / "language", tmp_path / "out", new_tokenizer=True)
+    out = MiniMaxVL01.from_pretrained(tmp_path / "out", dtype=torch.float32)
+    assert out.processor.tokenizer.backend.to_str() == attached.backend.to_str()
+    assert out.processor.tokenizer.encode("Yak 15") == attached.encode("Yak 15")
+    vision = MiniMaxVL01.from_pretrained(tmp_path / "vision", dtype=torch.float32)
+    assert out.processor.image_processor == vision.processor.image_processor

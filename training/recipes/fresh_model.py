@@ -24,17 +24,22 @@ import torch
 from minimax_vl.config import MiniMaxVL01Config
 from minimax_vl.model import MiniMaxVL01
 from minimax_vl.processor import MiniMaxVL01Processor
+from minimax_vl.tokenizer import MiniMaxTokenizer
 from text_backbone.weights_io import replace_folder, temporary_folder
 
 
-def fresh_model(preset: str, initializer_range: float | None, seed: int) -> MiniMaxVL01:
+def fresh_model(preset: str, initializer_range: float | None, seed: int,
+                tokenizer: MiniMaxTokenizer | None = None) -> MiniMaxVL01:
     config = MiniMaxVL01Config.from_preset(preset)
+    if tokenizer is not None and tokenizer.vocab_size > config.text_config.vocab_size:
+        raise SystemExit(f"the tokenizer has {tokenizer.vocab_size} tokens but the '{preset}' preset's embedding has "
+                         f"{config.text_config.vocab_size} rows; train it with a smaller --vocab-size")
     if initializer_range is not None:
         if not initializer_range > 0:
             raise SystemExit(f"--initializer-range must be positive, got {initializer_range}")
         config.text_config = dataclasses.replace(config.text_config, initializer_range=initializer_range)
     torch.manual_seed(seed)
-    return MiniMaxVL01(config, processor=MiniMaxVL01Processor.for_config(config))
+    return MiniMaxVL01(config, processor=MiniMaxVL01Processor.for_config(config, tokenizer))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -45,13 +50,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--initializer-range", type=float, default=None,
                         help="std of the language model's fresh weights (default: the preset's)")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--tokenizer", type=Path, default=None,
+                        help="a tokenizer.json (or its folder) to ship with the model instead of the package's, e.g. "
+                             "one from `python -m training.data.tokenizer --digits attached --out DIR/tokenizer.json`")
     args = parser.parse_args(argv)
-    model = fresh_model(args.preset, args.initializer_range, args.seed)
+    tokenizer = MiniMaxTokenizer.from_file(args.tokenizer) if args.tokenizer else None
+    model = fresh_model(args.preset, args.initializer_range, args.seed, tokenizer)
     temp = temporary_folder(args.output)
     model.save_pretrained(temp)
     replace_folder(temp, args.output)
     print(f"wrote {args.output}: fresh '{args.preset}' model, language model drawn at "
-          f"initializer_range {model.config.text_config.initializer_range}, seed {args.seed}")
+          f"initializer_range {model.config.text_config.initializer_range}, seed {args.seed}, tokenizer "
+          f"{args.tokenizer or 'the package default'}")
     return 0
 
 

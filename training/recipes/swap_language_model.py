@@ -5,7 +5,11 @@ of another, e.g. a tower grounded and trained to read plus a decoder trained for
         --language runs/reason_fresh/checkpoints/step_001200 --output runs/read4_init
 
 Either source may be a model folder or a trainer checkpoint (`.../checkpoints/step_*`). Both must share the
-architecture and the tokenizer (a language model's embedding rows are token ids); the script refuses otherwise.
+architecture and the tokenizer (a language model's embedding rows are token ids); the script refuses otherwise,
+unless `--new-tokenizer` says the output is to speak the language model's tokenizer (e.g. one whose numbers keep
+their first digit with the space before it: training.data.tokenizer --digits attached). The vision side then
+feeds a decoder whose token ids it never saw, so its reading must be retrained after the grounding, and the
+special tokens (`<image>` above all) must keep their ids.
 The output (config and processor files of the vision source) is written atomically. Token grounding
 (training/token_grounding.py) must run after the swap: it aligns image tokens with *this* language model's
 input embeddings.
@@ -16,6 +20,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from minimax_vl.processor import MiniMaxVL01Processor
 from text_backbone.weights_io import replace_folder, temporary_folder
 from training.recipes.export_demo import load_source, source_folder
 
@@ -30,12 +35,17 @@ def _architecture(text_config) -> dict:
     return {k: v for k, v in text_config.to_dict().items() if k not in INITIALISATION_ONLY}
 
 
-def swap_language_model(vision: Path, language: Path, output: Path) -> None:
+def swap_language_model(vision: Path, language: Path, output: Path, new_tokenizer: bool = False) -> None:
     vision, language = source_folder(vision), source_folder(language)
     model, donor = load_source(vision), load_source(language)  # a checkpoint comes with its stage init's processor
     if model.processor.tokenizer.backend.to_str() != donor.processor.tokenizer.backend.to_str():
-        raise SystemExit(f"{vision} and {language} use different tokenizers; a language model only fits the "
-                         "tokenizer it was trained with")
+        if not new_tokenizer:
+            raise SystemExit(f"{vision} and {language} use different tokenizers; a language model only fits the "
+                             "tokenizer it was trained with (--new-tokenizer: the output takes the language "
+                             "model's, and its reading must be retrained)")
+        # The donor's tokenizer with the vision source's image settings; for_config checks the <image> id.
+        model.processor = MiniMaxVL01Processor(model.processor.image_processor, donor.processor.tokenizer)
+        MiniMaxVL01Processor.for_config(model.config, donor.processor.tokenizer)
     if _architecture(model.config.text_config) != _architecture(donor.config.text_config):
         raise SystemExit(f"the language models of {vision} and {language} differ in architecture")
     model.config.text_config = donor.config.text_config  # the config describes the language model it now holds
@@ -53,8 +63,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--vision", type=Path, required=True, help="model folder or checkpoint: tower and projector")
     parser.add_argument("--language", type=Path, required=True, help="model folder or checkpoint: language model")
     parser.add_argument("--output", type=Path, required=True, help="the model folder to write")
+    parser.add_argument("--new-tokenizer", action="store_true",
+                        help="accept a language model trained with another tokenizer; the output uses that one")
     args = parser.parse_args(argv)
-    swap_language_model(args.vision, args.language, args.output)
+    swap_language_model(args.vision, args.language, args.output, args.new_tokenizer)
     return 0
 
 
