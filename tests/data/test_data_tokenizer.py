@@ -1,5 +1,5 @@
-"""The shipped tokenizer: special tokens are single tokens, digits split, decoding round-trips,
-training is deterministic."""
+"""The shipped tokenizer: special tokens are single tokens, digits split (a number's first digit with the space or
+"(" before it), decoding round-trips, training is deterministic."""
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -29,10 +29,10 @@ def test_image_placeholders_stay_separate_tokens():
     assert ids[:5] == [image_id] * 5 and image_id not in ids[5:]
 
 
-def test_digits_are_split_individually():
+def test_digits_are_one_per_token_and_a_numbers_first_token_carries_its_space():
     tokens = TOKENIZER.encode("In 2014 it was 1,250.5", add_special_tokens=False).tokens
     digits = [t for t in tokens if any(c.isdigit() for c in t)]
-    assert digits == list("201412505")
+    assert digits == ["Ġ2", "0", "1", "4", "Ġ1", "2", "5", "0", "5"]
 
 
 def test_generated_text_is_compact():
@@ -44,7 +44,7 @@ def test_generated_text_is_compact():
 @pytest.fixture(scope="module")
 def attached():
     """An `attached` tokenizer from a small corpus (its digit line gives every digit merge the budget allows)."""
-    return train_tokenizer(tokenizer_corpus(samples_per_setting=5), digits="attached")  # the full budget: every pair merges
+    return train_tokenizer(tokenizer_corpus(samples_per_setting=5))  # the full budget: every pair merges
 
 
 def test_attached_mode_joins_a_numbers_space_or_parenthesis_to_its_first_digit(attached):
@@ -61,10 +61,12 @@ def test_attached_mode_joins_a_numbers_space_or_parenthesis_to_its_first_digit(a
         assert all(attached.token_to_id(prefix + digit) is not None for digit in "0123456789"), prefix
 
 
-def test_isolated_mode_is_the_shipped_tokenizers_split():
+def test_the_shipped_tokenizer_attaches_and_isolated_mode_keeps_the_space_apart():
     text = "Yak 15; Shop (3, 2)\n\n 7"
     shipped = [piece for piece, _ in TOKENIZER.pre_tokenizer.pre_tokenize_str(text)]
-    assert [piece for piece, _ in pre_tokenizer("isolated").pre_tokenize_str(text)] == shipped
+    assert [piece for piece, _ in pre_tokenizer("attached").pre_tokenize_str(text)] == shipped
+    assert [piece for piece, _ in pre_tokenizer("isolated").pre_tokenize_str(text)] == [
+        "Yak", "Ġ", "1", "5", ";", "ĠShop", "Ġ(", "3", ",", "Ġ", "2", ")", "ĊĊĠ", "7"]
     with pytest.raises(ValueError, match="digits must be one of"):
         pre_tokenizer("grouped")
 

@@ -30,7 +30,7 @@ def test_a_given_tokenizer_ships_with_the_model_and_one_too_large_is_refused(tmp
     from training.data.tokenizer import save_tokenizer, tokenizer_corpus, train_tokenizer
 
     corpus = list(tokenizer_corpus(samples_per_setting=3))
-    save_tokenizer(train_tokenizer(iter(corpus), vocab_size=700, digits="attached"), tmp_path / "small.json")
+    save_tokenizer(train_tokenizer(iter(corpus), vocab_size=700, digits="isolated"), tmp_path / "small.json")
     assert main(["--output", str(tmp_path / "model"), "--preset", "tiny", "--tokenizer",
                  str(tmp_path / "small.json")]) == 0
     model = MiniMaxVL01.from_pretrained(tmp_path / "model", dtype=torch.float32)

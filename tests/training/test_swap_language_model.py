@@ -61,16 +61,16 @@ def test_a_language_model_with_another_tokenizer_needs_new_tokenizer_and_brings_
     from training.data.tokenizer import tokenizer_corpus, train_tokenizer
 
     MiniMaxVL01.from_preset("tiny", seed=0).save_pretrained(tmp_path / "vision")
-    attached = MiniMaxTokenizer(train_tokenizer(tokenizer_corpus(samples_per_setting=5), vocab_size=600,
-                                                digits="attached"))
+    isolated = MiniMaxTokenizer(train_tokenizer(tokenizer_corpus(samples_per_setting=5), vocab_size=600,
+                                                digits="isolated"))
     donor = MiniMaxVL01.from_preset("tiny", seed=1)
-    donor.processor = MiniMaxVL01Processor(donor.processor.image_processor, attached)
+    donor.processor = MiniMaxVL01Processor(donor.processor.image_processor, isolated)
     donor.save_pretrained(tmp_path / "language")
     with pytest.raises(SystemExit, match="different tokenizers.*--new-tokenizer"):
         swap_language_model(tmp_path / "vision", tmp_path / "language", tmp_path / "out")
     swap_language_model(tmp_path / "vision", tmp_path / "language", tmp_path / "out", new_tokenizer=True)
     out = MiniMaxVL01.from_pretrained(tmp_path / "out", dtype=torch.float32)
-    assert out.processor.tokenizer.backend.to_str() == attached.backend.to_str()
-    assert out.processor.tokenizer.encode("Yak 15") == attached.encode("Yak 15")
+    assert out.processor.tokenizer.backend.to_str() == isolated.backend.to_str()
+    assert out.processor.tokenizer.encode("Yak 15") == isolated.encode("Yak 15")
     vision = MiniMaxVL01.from_pretrained(tmp_path / "vision", dtype=torch.float32)
     assert out.processor.image_processor == vision.processor.image_processor

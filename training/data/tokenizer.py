@@ -6,8 +6,10 @@ Byte-level BPE like MiniMax's own (SPEC_NOTES §5.7) but with a ~3k vocabulary, 
 this project's synthetic data. Digits are split one per token before the byte-level step, so numbers are
 read and written digit by digit. How the character before a number is tokenized is `--digits`:
 
-    isolated   (the shipped tokenizer)  "Yak 15" -> ĠYak Ġ 1 5, "Shop (3, 2)" -> Shop Ġ( 3 , Ġ 2 )
-    attached   a space or an opening parenthesis joins the first digit: ĠYak Ġ1 5, Shop Ġ(3 , Ġ2 )
+    attached   (the default and the shipped tokenizer since 2026-12-07) a space or an opening parenthesis joins
+               the first digit: "Yak 15" -> ĠYak Ġ1 5, "Shop (3, 2)" -> Shop Ġ(3 , Ġ2 )
+    isolated   (before; the tokenizer of demo models trained until then, which carry their own copy)
+               ĠYak Ġ 1 5, Shop Ġ( 3 , Ġ 2 )
 
 Why `attached`: looking a number up after its label is the demo model's weakest skill, and a constant token
 between the label and the digits (the lone Ġ) is what blocks it. In benchmarks/in_context_recall.py
@@ -66,7 +68,7 @@ DIGIT_MODES = ("isolated", "attached")
 _ATTACHED_DIGITS = r"(?: \(| |\()?\p{N}|'(?:s|t|re|ve|m|ll|d)| ?\p{L}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"
 
 
-def pre_tokenizer(digits: str = "isolated") -> pre_tokenizers.PreTokenizer:
+def pre_tokenizer(digits: str = "attached") -> pre_tokenizers.PreTokenizer:
     """How text is cut before BPE merges (see the module docstring for the two `digits` modes)."""
     if digits == "isolated":
         return pre_tokenizers.Sequence([
@@ -81,7 +83,7 @@ def pre_tokenizer(digits: str = "isolated") -> pre_tokenizers.PreTokenizer:
     raise ValueError(f"digits must be one of {DIGIT_MODES}, got {digits!r}")
 
 
-def train_tokenizer(corpus: Iterator[str], vocab_size: int = DEFAULT_VOCAB_SIZE, digits: str = "isolated") -> Tokenizer:
+def train_tokenizer(corpus: Iterator[str], vocab_size: int = DEFAULT_VOCAB_SIZE, digits: str = "attached") -> Tokenizer:
     tokenizer = Tokenizer(models.BPE())
     tokenizer.pre_tokenizer = pre_tokenizer(digits)
     tokenizer.decoder = decoders.ByteLevel()
@@ -115,9 +117,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--vocab-size", type=int, default=DEFAULT_VOCAB_SIZE)
     parser.add_argument("--samples-per-setting", type=int, default=600,
                         help="generated samples per (split, difficulty) in the training corpus")
-    parser.add_argument("--digits", choices=DIGIT_MODES, default="isolated",
-                        help="isolated: a number's leading space is a token of its own (the shipped tokenizer); "
-                             "attached: it joins the first digit")
+    parser.add_argument("--digits", choices=DIGIT_MODES, default="attached",
+                        help="attached: a number's leading space or '(' joins its first digit (the shipped "
+                             "tokenizer); isolated: the space is a token of its own (demo models before 2026-12-07)")
     args = parser.parse_args(argv)
     tokenizer = train_tokenizer(tokenizer_corpus(args.samples_per_setting), args.vocab_size, args.digits)
     save_tokenizer(tokenizer, args.out)
