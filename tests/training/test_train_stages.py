@@ -68,7 +68,12 @@ def test_each_stage_trains_exactly_the_modules_it_names(chained_runs, number):
 @pytest.mark.parametrize("number", [1, 2, 3])
 def test_language_modelling_loss_falls_in_every_stage(chained_runs, number):
     _, result, _, records = chained_runs[number]
-    assert result.last_loss < result.first_loss  # means of the first / last 5 training steps
+    if number > 1:
+        # Stage 1 trains only the tower and projector in front of the frozen, untrained tiny language model, whose
+        # loss stays near ln(vocabulary) = 8.32: its training loss moves by thousandths, less than the change from
+        # one batch of 2 to the next (8.3107 vs 8.3080 with the 2026-12-07 tokenizer), so only the held-out loss
+        # on the same documents, below, can show the stage's effect.
+        assert result.last_loss < result.first_loss  # means of the first / last 5 training steps
     assert result.eval_after["val_loss"] < result.eval_before["val_loss"]  # the same held-out documents
     assert not any(r.get("skipped") for r in records)
 
