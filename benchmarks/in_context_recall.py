@@ -64,7 +64,8 @@ from text_backbone.model import MiniMaxText01ForCausalLM
 from training.stages import parse_override_value
 
 KEY_START, VALUE_START, PAIRS, SEP = 100, 600, 6, 5
-SPACE, DIGIT_START = 6, 900  # multi-token values (`--value-digits D`): SPACE d1 .. dD, as the demo tokenizer writes "Ġ 1 5"
+# Multi-token values (`--value-digits D`): SPACE d1 .. dD, as the isolated-digits tokenizer wrote "Ġ 1 5".
+SPACE, DIGIT_START = 6, 900
 VOCAB = 1024
 
 

@@ -52,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--tokenizer", type=Path, default=None,
                         help="a tokenizer.json (or its folder) to ship with the model instead of the package's, e.g. "
-                             "one from `python -m training.data.tokenizer --digits attached --out DIR/tokenizer.json`")
+                             "one from `python -m training.data.tokenizer --digits isolated --out DIR/tokenizer.json`")
     args = parser.parse_args(argv)
     tokenizer = MiniMaxTokenizer.from_file(args.tokenizer) if args.tokenizer else None
     model = fresh_model(args.preset, args.initializer_range, args.seed, tokenizer)

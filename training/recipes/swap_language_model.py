@@ -43,9 +43,12 @@ def swap_language_model(vision: Path, language: Path, output: Path, new_tokenize
             raise SystemExit(f"{vision} and {language} use different tokenizers; a language model only fits the "
                              "tokenizer it was trained with (--new-tokenizer: the output takes the language "
                              "model's, and its reading must be retrained)")
-        # The donor's tokenizer with the vision source's image settings; for_config checks the <image> id.
+        if donor.processor.tokenizer.image_token_id != model.config.image_token_index:
+            raise SystemExit(f"{language}'s tokenizer gives <image> the id {donor.processor.tokenizer.image_token_id}"
+                             f", {vision}'s config {model.config.image_token_index}; the special tokens must keep "
+                             "their ids")
+        # The donor's tokenizer with the vision source's image settings.
         model.processor = MiniMaxVL01Processor(model.processor.image_processor, donor.processor.tokenizer)
-        MiniMaxVL01Processor.for_config(model.config, donor.processor.tokenizer)
     if _architecture(model.config.text_config) != _architecture(donor.config.text_config):
         raise SystemExit(f"the language models of {vision} and {language} differ in architecture")
     model.config.text_config = donor.config.text_config  # the config describes the language model it now holds
