@@ -28,7 +28,8 @@ from minimax_vl.data.maps import MapScene
 from minimax_vl.data.qa import format_number
 
 __all__ = ["ANSWER_MARKER", "FACTS_MARKER", "READING_PROMPTS", "chart_fields", "map_fields", "scene_fields",
-           "reading_text", "parse_reading", "read_then_answer", "question_facts", "split_reply", "score_reading"]
+           "reading_text", "parse_reading", "read_then_answer", "question_facts", "worked_steps", "split_reply",
+           "score_reading"]
 CHART_TYPE_NAMES = {"vbar": "vertical bars", "hbar": "horizontal bars", "grouped_bar": "grouped bars",
                     "line": "line", "pie": "pie"}
 READING_PROMPTS = {
@@ -199,6 +200,66 @@ def question_facts(fields: dict[str, str], question: str) -> str:
             if where >= 0:
                 found.append((where, f"{key} ({value})"))
     return "; ".join(text for _, text in sorted(found, key=lambda item: item[0]))
+
+
+# ---------------------------------------------------------------------- worked steps (data.worked_steps)
+# The question types whose answer no single look-up gives: the seventh session's model answers them 15-44% right
+# even from the true transcription, where one look-up or one comparison of two named entries is 90-100% right.
+WORKED_STEP_TYPES = ("largest", "largest_slice", "smallest", "intersection")
+NEW_BEST = {True: "high", False: "low"}  # the mark on an entry that beats every one before it (one token each)
+
+
+def worked_steps(fields: dict[str, str], question: str, question_type: str) -> str:
+    """Facts that work an arg-max or a backward look-up out in steps, each one a copy or a comparison of two values
+    side by side; "" for the other question types (question_facts serves those). Used in place of question_facts
+    when data.worked_steps is on.
+
+    - largest / largest_slice / smallest: the entries in transcription order, each that beats every one before it
+      marked ("Owl 45; Elk 80 high; Cat 90 high" for the highest; "low" for the lowest). The answer is the last marked
+      entry, or the first entry when none is marked. Why this form: each mark compares the entry just copied with
+      the last marked one, and the next entry to copy always follows the one just written, so the copy stays the
+      sequential look-up the model already does. (A running champion, "Elk 80 -> Elk 80", breaks that: when the
+      champion stays, the next entry follows the challenger, not the text just written.)
+    - intersection: every landmark rewritten corner first ("Elm St and Ruby Ave: Mall"), so "What is at the corner
+      of Elm St and Ruby Ave?" becomes a forward look-up of the corner, not a backward one from "(3, 3) at ..."."""
+    if question_type in ("largest", "largest_slice", "smallest") and "type" in fields:
+        return _marked_entries(_chart_entries(fields, question), highest=question_type != "smallest")
+    if question_type == "intersection" and "type" not in fields:
+        return _corners_first(fields)
+    return ""
+
+
+def _chart_entries(fields: dict[str, str], question: str) -> list[tuple[str, str]]:
+    """(category, value) in transcription order: the named series' entries when the chart has several series."""
+    entries = [(key, value) for key, value in fields.items() if key not in ("type", "title", "x", "y")]
+    named = [series for series in _series_names(fields) if _mention(question, series) >= 0]
+    if named:
+        series = max(named, key=len)  # "Ann" inside "Anna": the longest name the question holds is the one meant
+        entries = [(key, value) for key, value in entries if key.rpartition(_SERIES_SEPARATOR)[0] == series]
+    return [(key.rpartition(_SERIES_SEPARATOR)[2], value) for key, value in entries]
+
+
+def _marked_entries(entries: list[tuple[str, str]], *, highest: bool) -> str:
+    steps, best = [], None
+    for category, value in entries:
+        number = float(value.rstrip("%").replace(",", ""))
+        beats = best is not None and (number > best if highest else number < best)
+        steps.append(f"{category} {value}" + (f" {NEW_BEST[highest]}" if beats else ""))
+        if best is None or beats:
+            best = number
+    return "; ".join(steps)
+
+
+def _corners_first(fields: dict[str, str]) -> str:
+    streets = [v for k, v in fields.items() if k.startswith("street ")]
+    avenues = [v for k, v in fields.items() if k.startswith("avenue ")]
+    corners = []
+    for key, value in fields.items():
+        if key.startswith(_MAP_NAMED_FIELDS):
+            continue
+        col, row = (int(x) for x in value.split(", "))
+        corners.append(f"{streets[col - 1]} and {avenues[row - 1]}: {key}")
+    return "; ".join(corners)
 
 
 def _mention(question: str, name: str) -> int:

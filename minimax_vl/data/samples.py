@@ -34,7 +34,8 @@ from minimax_vl.data.formats import Sample
 from minimax_vl.data.map_questions import describe_map, map_questions
 from minimax_vl.data.maps import generate_map
 from minimax_vl.data.qa import QA
-from minimax_vl.data.reading import READING_PROMPTS, question_facts, read_then_answer, reading_text, scene_fields
+from minimax_vl.data.reading import (READING_PROMPTS, question_facts, read_then_answer, reading_text, scene_fields,
+                                     worked_steps)
 from minimax_vl.data.splits import check_split, rng_for, seed_for
 from minimax_vl.data.styles import difficulty as check_difficulty
 from minimax_vl.data.text_only import text_question
@@ -73,9 +74,14 @@ class GeneratorConfig:
     # With read_first: a "Facts: ..." step before each short answer, the transcription's entries for what the
     # question names (reading.question_facts), in reasoning documents too.
     facts: bool = False
+    # With facts: the question types no single look-up answers (largest, smallest, intersection) get worked steps
+    # instead (reading.worked_steps: entries marked as they beat the ones before; landmarks written corner first).
+    worked_steps: bool = False
 
     def __post_init__(self):
         check_split(self.split)
+        if self.worked_steps and not self.facts:
+            raise ValueError("worked_steps replaces some of the facts steps; it needs facts=True (data.facts=true)")
         check_difficulty(self.difficulty)
         for kind in self.image_kinds:
             if kind not in IMAGE_KINDS:
@@ -150,7 +156,7 @@ def make_sample(config: GeneratorConfig, index: int, *, draw: bool = True) -> Sa
     fields = scene_fields(scene)  # what a perfect transcription holds: the reading probe scores against it
     meta["reading_fields"] = fields
     reading = reading_text(fields)
-    facts_from = fields if config.facts else None  # data.facts: each answer follows the facts its question names
+    facts_from = FactsOf(fields, config.worked_steps) if config.facts else None  # data.facts: facts, then answer
 
     if sample_kind == "reading":
         meta.update(question_types=["reading"], matches=["exact"])
@@ -226,9 +232,9 @@ def _assistant(text: str, context: str = "") -> dict:
 
 def _question_sample(sample_id: str, questions: list[QA], images: list, meta: dict, rng: random.Random, *,
                      sentences: bool, reading: str | None = None, reading_is_context: bool = False,
-                     facts_from: dict[str, str] | None = None) -> Sample:
+                     facts_from: FactsOf | None = None) -> Sample:
     """One conversation of short (or sentence) answers; with `reading`, the first reply reads, then answers. With
-    `facts_from` (the image's fields), every short answer follows the question's facts (reading.question_facts)."""
+    `facts_from` (the image's FactsOf), every short answer follows the question's facts or worked steps."""
     messages = []
     for i, qa in enumerate(questions):
         messages.append(_user(qa.question, with_image=bool(images) and i == 0))
@@ -246,8 +252,19 @@ def _question_sample(sample_id: str, questions: list[QA], images: list, meta: di
     return Sample(sample_id, messages, images, meta)
 
 
-def _facts(facts_from: dict[str, str] | None, qa: QA) -> str:
-    return question_facts(facts_from, qa.question) if facts_from is not None else ""
+@dataclass(frozen=True)
+class FactsOf:
+    """The worked step before each answer about one image (data.facts; data.worked_steps)."""
+    fields: dict[str, str]
+    worked_steps: bool = False
+
+    def __call__(self, qa: QA) -> str:
+        steps = worked_steps(self.fields, qa.question, qa.question_type) if self.worked_steps else ""
+        return steps or question_facts(self.fields, qa.question)
+
+
+def _facts(facts_from: FactsOf | None, qa: QA) -> str:
+    return facts_from(qa) if facts_from is not None else ""
 
 
 def _conversation_sample(sample_id: str, questions: list[QA], description: str, image_kind: str, images: list,
@@ -265,7 +282,7 @@ def _conversation_sample(sample_id: str, questions: list[QA], description: str, 
 
 
 def _preference_sample(sample_id: str, questions: list[QA], images: list, meta: dict, rng: random.Random, *,
-                       reading: str | None = None, facts_from: dict[str, str] | None = None) -> Sample:
+                       reading: str | None = None, facts_from: FactsOf | None = None) -> Sample:
     qa = rng.choice(questions)
     wrong = qa.distractors[0] if rng.random() < 0.6 else rng.choice(qa.distractors)
     in_sentences = rng.random() < 0.5 and reading is None

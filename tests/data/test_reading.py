@@ -7,9 +7,11 @@ import pytest
 from minimax_vl.chat_template import render_segments
 from minimax_vl.data.charts import generate_chart
 from minimax_vl.data.maps import generate_map
-from minimax_vl.data.reading import (ANSWER_MARKER, FACTS_MARKER, chart_fields, map_fields, parse_reading,
-                                     question_facts, read_then_answer, reading_text, scene_fields, score_reading,
-                                     split_reply)
+from minimax_vl.data.chart_questions import chart_questions
+from minimax_vl.data.map_questions import map_questions
+from minimax_vl.data.reading import (ANSWER_MARKER, FACTS_MARKER, NEW_BEST, WORKED_STEP_TYPES, chart_fields,
+                                     map_fields, parse_reading, question_facts, read_then_answer, reading_text,
+                                     scene_fields, score_reading, split_reply, worked_steps)
 from minimax_vl.data.samples import GeneratorConfig, make_sample
 from minimax_vl.data.splits import rng_for
 
@@ -209,3 +211,72 @@ def test_facts_off_by_default():
     config = GeneratorConfig(sample_kinds=(("reasoning", 1.0),), difficulty="easy", image_size=192, max_questions=8)
     assert not any(FACTS_MARKER.strip() in m["content"][-1]["text"]
                    for i in range(10) for m in make_sample(config, i).messages)
+
+
+# ---------------------------------------------------------------------- worked steps (data.worked_steps)
+@pytest.mark.parametrize("fields, question, question_type, steps", [
+    (BARS, "Which type has the highest count?", "largest", "Owl 90; Ant 60; Yak 15"),  # the first stays best
+    (BARS, "Which type has the lowest count?", "smallest", "Owl 90; Ant 60 low; Yak 15 low"),
+    (PIE, "Which slice is the biggest?", "largest_slice", "Egg 21%; Pie 17%; Rye 62% high"),
+    (PIE, "Which slice of the pie is the smallest?", "smallest", "Egg 21%; Pie 17% low; Rye 62%"),
+    (GROUPED, "Which year has the highest count for Bob?", "largest", "2019 40; 2020 45 high"),  # the named series
+    (MAP, "What is at the corner of Elm St and Ruby Ave?", "intersection", "Oak St and Opal Ave: Cafe; "
+                                                                           "Elm St and Ruby Ave: Fort"),
+    (BARS, "What is the count of Ant?", "value", ""),  # one look-up: question_facts serves it
+    (MAP, "How do you walk from the Fort to the Cafe?", "route", ""),
+])
+def test_worked_steps(fields, question, question_type, steps):
+    assert worked_steps(fields, question, question_type) == steps
+
+
+def _answer_from_steps(steps: str, question: str, question_type: str) -> str:
+    """What a reader of the worked steps answers: the last marked entry (else the first), or the corner's name."""
+    if question_type == "intersection":
+        corner = question.removeprefix("What is at the corner of ").removesuffix("?")
+        return dict(step.split(": ") for step in steps.split("; "))[corner]
+    entries = steps.split("; ")
+    marked = [e for e in entries if e.endswith((" " + NEW_BEST[True], " " + NEW_BEST[False]))]
+    return (marked[-1] if marked else entries[0]).rsplit(" ", 2 if marked else 1)[0]
+
+
+@pytest.mark.parametrize("difficulty", ["easy", "normal"])
+def test_worked_steps_lead_to_every_generated_answer(difficulty):
+    """On generated scenes (grouped bars, lines, pies, maps): the steps give the right answer, and every entry they
+    copy is the transcription's own text for it, so writing them is copying and comparing."""
+    checked = {t: 0 for t in WORKED_STEP_TYPES}
+    for i, scene in enumerate(_scenes(difficulty, 60)):
+        fields = scene_fields(scene)
+        reading = reading_text(fields)
+        make_questions = map_questions if "type" not in fields else chart_questions
+        for qa in make_questions(scene, rng_for(i, "worked-steps-test")):
+            steps = worked_steps(fields, qa.question, qa.question_type)
+            assert bool(steps) == (qa.question_type in WORKED_STEP_TYPES), qa
+            if not steps:
+                continue
+            assert _answer_from_steps(steps, qa.question, qa.question_type) == qa.answer, (qa, steps)
+            if qa.question_type != "intersection":
+                for step in steps.split("; "):
+                    entry = step.removesuffix(" " + NEW_BEST[True]).removesuffix(" " + NEW_BEST[False])
+                    assert entry in reading, (entry, reading)
+            checked[qa.question_type] += 1
+    assert all(count >= 3 for count in checked.values()), checked
+
+
+def test_worked_steps_replace_the_facts_of_their_question_types_only():
+    config = GeneratorConfig(sample_kinds=(("reasoning", 1.0),), difficulty="easy", image_size=192, max_questions=8,
+                             read_first=True, facts=True, worked_steps=True)
+    seen = set()
+    for i in range(30):
+        sample = make_sample(config, i)
+        fields = sample.meta["reading_fields"]
+        turns = sample.messages
+        for question_type, question, reply in zip(sample.meta["question_types"], turns[::2], turns[1::2]):
+            question, text = question["content"][-1]["text"], reply["content"][-1]["text"]
+            expected = worked_steps(fields, question, question_type) or question_facts(fields, question)
+            if expected:
+                assert FACTS_MARKER.strip() + " " + expected + ANSWER_MARKER in "\n" + text
+            if question_type in WORKED_STEP_TYPES:
+                seen.add(question_type)
+    assert {"largest", "smallest", "intersection"} <= seen
+    with pytest.raises(ValueError, match="facts"):
+        GeneratorConfig(read_first=True, worked_steps=True)

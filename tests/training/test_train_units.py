@@ -298,3 +298,11 @@ def test_data_facts_reaches_the_generator_and_its_samples():
     texts = [m["content"][-1]["text"] for i in range(8) for m in source.sample(i).messages if m["role"] == "assistant"]
     assert any("Facts: " in t for t in texts)
     assert not generator_config(load_stage(2).data, "train").facts  # off unless asked
+
+
+def test_data_worked_steps_reaches_the_generator_and_needs_facts():
+    overrides = ["data.read_first=true", "data.facts=true", "data.worked_steps=true", "data.mix=[[reasoning, 1]]"]
+    assert generator_config(load_stage(2, overrides).data, "train").worked_steps
+    assert not generator_config(load_stage(2).data, "train").worked_steps  # off unless asked
+    with pytest.raises(ValueError, match="facts"):
+        generator_config(load_stage(2, ["data.read_first=true", "data.worked_steps=true"]).data, "train")

@@ -10,6 +10,7 @@
 #   LR=3e-4 WARMUP=100 PROCESSES=1 INIT=... OUT=... bash training/recipes/reasoning_text.sh   # two runs side by side
 #
 #   FACTS=true ...        # write the question's facts (the transcription's entries it names) before each answer
+#   WORKED_STEPS=true ... # with FACTS=true: largest / smallest / intersection answers follow worked steps
 #   MAX_QUESTIONS=8 ...   # questions per document (default 4): each is a trained look-up in the same transcription,
 #                         # and dense look-ups teach recall much faster (benchmarks/in_context_recall.py --queries)
 #
@@ -35,6 +36,7 @@ WARMUP=${WARMUP:-100}
 PROCESSES=${PROCESSES:-2}
 MAX_QUESTIONS=${MAX_QUESTIONS:-4}
 FACTS=${FACTS:-false}  # true: "Facts: <the entries the question names>" before each answer (reading.question_facts)
+WORKED_STEPS=${WORKED_STEPS:-false}  # with FACTS=true: worked steps for largest / smallest / intersection
 if [[ "$PROCESSES" == 2 ]]; then CONFIG=training/configs/accelerate/cpu_2proc.yaml; else CONFIG=training/configs/accelerate/cpu.yaml; fi
 resume=()
 if [[ "${RESUME:-0}" == 1 ]]; then resume=(--resume); fi
@@ -43,7 +45,8 @@ if [[ "${RESUME:-0}" == 1 ]]; then resume=(--resume); fi
   --global-batch-size 64 --micro-batch-size $((64 / PROCESSES)) --max-length 512 --packing --max-steps "$STEPS" --max-minutes "$MINUTES" \
   --eval-every 100 --checkpoint-every 100 --keep-checkpoints 100 --num-threads 1 --no-progress \
   --set data.image_size=192 --set data.difficulty=easy --set data.font_scale=1.3 --set image_mode=anyres \
-  --set data.read_first=true --set "data.facts=$FACTS" --set "data.max_questions=$MAX_QUESTIONS" --set eval.samples=64 \
+  --set data.read_first=true --set "data.facts=$FACTS" --set "data.worked_steps=$WORKED_STEPS" \
+  --set "data.max_questions=$MAX_QUESTIONS" --set eval.samples=64 \
   --set "schedule.warmup_steps=$WARMUP" --set schedule.kind=wsd \
   --set 'trainable=[language_model]' --set weight_decay=0.1 \
   --set "learning_rates={vision_tower: 0.0, multi_modal_projector: 0.0, image_newline: 0.0, language_model: $LR}" \
