@@ -17,7 +17,7 @@
 #                          # (CONTINUE is their final model) and stages II-IV train again from it
 #   FACTS=true ...         # every answer follows the facts the question names (data.facts; reasoning_text.sh)
 #   WORKED_STEPS=true ...  # with FACTS=true: largest / smallest / intersection answers follow worked steps
-#                          # (reading.worked_steps; seventh session: designed, not yet trained)
+#                          # (reading.worked_steps; measured on text only so far: docs/MODEL_CARD.md)
 #   LM_LR=1e-3 ...         # the language model's rate in stages I and II (default 3e-4; see the note at stage I)
 #   PROCESSES=1 THREADS=2 bash training/recipes/reading_model.sh  # one process (default: 2 DDP processes x 1 thread,
 #                                                        # the fastest on a 2-core CPU: benchmarks/train_throughput.py)
