@@ -233,12 +233,18 @@ def worked_steps(fields: dict[str, str], question: str, question_type: str) -> s
       the last marked one, and the next entry to copy always follows the one just written, so the copy stays the
       sequential look-up the model already does. (A running champion, "Elk 80 -> Elk 80", breaks that: when the
       champion stays, the next entry follows the challenger, not the text just written.)
-    - intersection: every landmark rewritten corner first ("Elm St and Ruby Ave: Mall"), so "What is at the corner
-      of Elm St and Ruby Ave?" becomes a forward look-up of the corner, not a backward one from "(3, 3) at ..."."""
+    - intersection: every landmark in transcription order with its corner ("Gym at Elm St and Opal Ave"), marked
+      "on" when its street is the asked one, then "is <name>" when its avenue is too: for "What is at the corner of
+      Elm St and Ruby Ave?", "Cafe at Fir St and Jade Ave; Gym at Elm St and Opal Ave on; Mall at Elm St and Ruby Ave
+      on is Mall". The answer is the name after "is". Why: a corner is a two-word key, and a look-up that must match
+      two words at once is what the model fails (35% from the true transcription). Here each mark tests one word
+      against the question, the second one only after the first, and the copy stays sequential. (The first form,
+      every landmark rewritten corner first, "Elm St and Ruby Ave: Mall", read12's, left the answer a two-word
+      look-up and made each entry's name a backward copy.)"""
     if question_type in _SUPERLATIVE_TYPES and "type" in fields:
         return _marked_entries(_chart_entries(fields, question), highest=question_type != "smallest")
     if question_type == "intersection" and "type" not in fields:
-        return _corners_first(fields)
+        return _scanned_corners(fields, question)
     return ""
 
 
@@ -263,9 +269,22 @@ def _marked_entries(entries: list[tuple[str, str]], *, highest: bool) -> str:
     return "; ".join(steps)
 
 
-def _corners_first(fields: dict[str, str]) -> str:
+ON_ASKED_STREET, AT_ASKED_CORNER = "on", "is"  # the intersection marks (one token each)
+
+
+def _scanned_corners(fields: dict[str, str], question: str) -> str:
     streets, avenues = _streets_and_avenues(fields)
-    return "; ".join(f"{_corner(position, streets, avenues)}: {name}" for name, position in _landmarks(fields))
+    steps = []
+    for name, position in _landmarks(fields):
+        col, row = (int(x) for x in position.split(", "))
+        street, avenue = streets[col - 1], avenues[row - 1]
+        step = f"{name} at {street} and {avenue}"
+        if _mention(question, street) >= 0:
+            step += " " + ON_ASKED_STREET
+            if _mention(question, avenue) >= 0:
+                step += f" {AT_ASKED_CORNER} {name}"
+        steps.append(step)
+    return "; ".join(steps)
 
 
 def _mention(question: str, name: str) -> int:

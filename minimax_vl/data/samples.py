@@ -75,7 +75,7 @@ class GeneratorConfig:
     # question names (reading.question_facts), in reasoning documents too.
     facts: bool = False
     # With facts: the question types no single look-up answers (largest, smallest, intersection) get worked steps
-    # instead (reading.worked_steps: entries marked as they beat the ones before; landmarks written corner first).
+    # instead (reading.worked_steps: entries marked as they beat the ones before; landmarks scanned, marked on the asked street and corner).
     worked_steps: bool = False
 
     def __post_init__(self):

@@ -2,6 +2,8 @@
 and the samples built on it (reading, read-first vqa, text-only reasoning)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from minimax_vl.chat_template import render_segments
@@ -9,9 +11,10 @@ from minimax_vl.data.charts import generate_chart
 from minimax_vl.data.maps import generate_map
 from minimax_vl.data.chart_questions import chart_questions
 from minimax_vl.data.map_questions import map_questions
-from minimax_vl.data.reading import (ANSWER_MARKER, FACTS_MARKER, NEW_BEST, WORKED_STEP_TYPES, chart_fields,
-                                     map_fields, parse_reading, question_facts, read_then_answer, reading_text,
-                                     scene_fields, score_reading, split_reply, worked_steps)
+from minimax_vl.data.reading import (ANSWER_MARKER, AT_ASKED_CORNER, FACTS_MARKER, NEW_BEST, ON_ASKED_STREET,
+                                     WORKED_STEP_TYPES, chart_fields, map_fields, parse_reading, question_facts,
+                                     read_then_answer, reading_text, scene_fields, score_reading, split_reply,
+                                     worked_steps)
 from minimax_vl.data.samples import GeneratorConfig, make_sample
 from minimax_vl.data.splits import rng_for
 
@@ -220,8 +223,10 @@ def test_facts_off_by_default():
     (PIE, "Which slice is the biggest?", "largest_slice", "Egg 21%; Pie 17%; Rye 62% high"),
     (PIE, "Which slice of the pie is the smallest?", "smallest", "Egg 21%; Pie 17% low; Rye 62%"),
     (GROUPED, "Which year has the highest count for Bob?", "largest", "2019 40; 2020 45 high"),  # the named series
-    (MAP, "What is at the corner of Elm St and Ruby Ave?", "intersection", "Oak St and Opal Ave: Cafe; "
-                                                                           "Elm St and Ruby Ave: Fort"),
+    (MAP, "What is at the corner of Elm St and Ruby Ave?", "intersection", "Cafe at Oak St and Opal Ave; "
+                                                                           "Fort at Elm St and Ruby Ave on is Fort"),
+    (MAP, "What is at the corner of Oak St and Ruby Ave?", "intersection", "Cafe at Oak St and Opal Ave on; "
+                                                                           "Fort at Elm St and Ruby Ave"),
     (BARS, "What is the count of Ant?", "value", ""),  # one look-up: question_facts serves it
     (MAP, "How do you walk from the Fort to the Cafe?", "route", ""),
 ])
@@ -230,10 +235,11 @@ def test_worked_steps(fields, question, question_type, steps):
 
 
 def _answer_from_steps(steps: str, question: str, question_type: str) -> str:
-    """What a reader of the worked steps answers: the last marked entry (else the first), or the corner's name."""
+    """What a reader of the worked steps answers: the last marked entry (else the first), or the name after the one
+    "is" of a scan of corners."""
     if question_type == "intersection":
-        corner = question.removeprefix("What is at the corner of ").removesuffix("?")
-        return dict(step.split(": ") for step in steps.split("; "))[corner]
+        (found,) = re.findall(rf" {AT_ASKED_CORNER} (.+?)(?:;|$)", steps)
+        return found
     entries = steps.split("; ")
     marked = [e for e in entries if e.endswith((" " + NEW_BEST[True], " " + NEW_BEST[False]))]
     return (marked[-1] if marked else entries[0]).rsplit(" ", 2 if marked else 1)[0]
@@ -254,10 +260,19 @@ def test_worked_steps_lead_to_every_generated_answer(difficulty):
             if not steps:
                 continue
             assert _answer_from_steps(steps, qa.question, qa.question_type) == qa.answer, (qa, steps)
-            if qa.question_type != "intersection":
-                for step in steps.split("; "):
-                    entry = step.removesuffix(" " + NEW_BEST[True]).removesuffix(" " + NEW_BEST[False])
-                    assert entry in reading, (entry, reading)
+            for step in steps.split("; "):
+                if qa.question_type == "intersection":
+                    # "Mall at Elm St and Ruby Ave on is Mall": the transcription's "Mall (3, 3) at Elm St and Ruby
+                    # Ave" without the grid position; "on" exactly when the street is asked, "is" only after "on".
+                    name, _, rest = step.partition(" at ")
+                    corner = rest.split(f" {ON_ASKED_STREET}")[0]
+                    assert re.search(rf"(?:^|\. ){re.escape(name)} \(\d, \d\) at {re.escape(corner)}\.", reading)
+                    street = corner.split(" and ")[0]
+                    assert (f" {ON_ASKED_STREET}" in rest) == (street in qa.question), (step, qa.question)
+                    assert rest.endswith(f" {AT_ASKED_CORNER} {name}") == (corner in qa.question), (step, qa.question)
+                    continue
+                entry = step.removesuffix(" " + NEW_BEST[True]).removesuffix(" " + NEW_BEST[False])
+                assert entry in reading, (entry, reading)
             checked[qa.question_type] += 1
     assert all(count >= 3 for count in checked.values()), checked
 
