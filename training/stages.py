@@ -84,7 +84,7 @@ class DataConfig:
     font_scale: float = 1.0  # multiplies the difficulty's label size (the demo recipe uses bigger labels)
     read_first: bool = False  # first reply after an image: transcription, then "Answer: ..." (data/reading.py)
     facts: bool = False  # with read_first: "Facts: <what the question names>" before each answer (reading.py)
-    worked_steps: bool = False  # with facts: worked steps for largest / smallest / intersection (reading.py)
+    worked_steps: bool = False  # with facts: worked steps for largest / smallest / intersection / difference
     num_samples: int | None = None
     first_sample: int = 0
     max_epoch_fraction: float | None = None

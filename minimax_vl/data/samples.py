@@ -74,8 +74,9 @@ class GeneratorConfig:
     # With read_first: a "Facts: ..." step before each short answer, the transcription's entries for what the
     # question names (reading.question_facts), in reasoning documents too.
     facts: bool = False
-    # With facts: the question types no single look-up answers (largest, smallest, intersection) get worked steps
-    # instead (reading.worked_steps: entries marked as they beat the ones before; landmarks scanned, marked on the asked street and corner).
+    # With facts: the question types no single look-up answers (largest, smallest, intersection, difference) get
+    # worked steps instead (reading.worked_steps: entries marked as they beat the ones before; landmarks scanned and
+    # marked on the asked street and corner; a subtraction column by column).
     worked_steps: bool = False
 
     def __post_init__(self):

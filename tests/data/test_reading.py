@@ -227,6 +227,10 @@ def test_facts_off_by_default():
                                                                            "Fort at Elm St and Ruby Ave on is Fort"),
     (MAP, "What is at the corner of Oak St and Ruby Ave?", "intersection", "Cafe at Oak St and Opal Ave on; "
                                                                            "Fort at Elm St and Ruby Ave"),
+    (PIE, "What is the difference in share between Pie and Egg?", "difference",
+     "Pie 17%; Egg 21%; 21 - 17: 11 - 7 = 4; 2 - 1 - 1 = 0"),  # a borrow taken, then paid; the larger first
+    (BARS, "What is the difference in count between Owl and Yak?", "difference", "Owl 90; Yak 15; 90 - 15: "
+                                                                                 "10 - 5 = 5; 9 - 1 - 1 = 7"),
     (BARS, "What is the count of Ant?", "value", ""),  # one look-up: question_facts serves it
     (MAP, "How do you walk from the Fort to the Cafe?", "route", ""),
 ])
@@ -240,6 +244,10 @@ def _answer_from_steps(steps: str, question: str, question_type: str) -> str:
     if question_type == "intersection":
         (found,) = re.findall(rf" {AT_ASKED_CORNER} (.+?)(?:;|$)", steps)
         return found
+    if question_type == "difference":  # each column's result digit, read from the last column back
+        entries, _, columns = steps.partition(": ")
+        digits = "".join(column.rsplit(" = ", 1)[1] for column in reversed(columns.split("; ")))
+        return str(int(digits)) + ("%" if "%" in entries else "")
     entries = steps.split("; ")
     marked = [e for e in entries if e.endswith((" " + NEW_BEST[True], " " + NEW_BEST[False]))]
     return (marked[-1] if marked else entries[0]).rsplit(" ", 2 if marked else 1)[0]
@@ -256,10 +264,21 @@ def test_worked_steps_lead_to_every_generated_answer(difficulty):
         make_questions = map_questions if "type" not in fields else chart_questions
         for qa in make_questions(scene, rng_for(i, "worked-steps-test")):
             steps = worked_steps(fields, qa.question, qa.question_type)
-            assert bool(steps) == (qa.question_type in WORKED_STEP_TYPES), qa
+            # A difference gets columns only when both values are written as whole numbers ("3,650" and "2.5" not).
+            values = [entry.rsplit(" ", 1)[-1] for entry in question_facts(fields, qa.question).split("; ")]
+            whole = qa.question_type != "difference" or all(re.fullmatch(r"\d+%?", value) for value in values)
+            assert bool(steps) == (qa.question_type in WORKED_STEP_TYPES and whole), qa
             if not steps:
                 continue
             assert _answer_from_steps(steps, qa.question, qa.question_type) == qa.answer, (qa, steps)
+            if qa.question_type == "difference":
+                # The entries are question_facts'; every column is one digit minus one digit (and a paid borrow).
+                facts = question_facts(fields, qa.question)
+                assert steps.startswith(facts + "; ")
+                for column in steps.removeprefix(facts + "; ").partition(": ")[2].split("; "):
+                    assert re.fullmatch(r"1?\d - \d( - 1)? = \d", column), (column, steps)
+                checked[qa.question_type] += 1
+                continue
             for step in steps.split("; "):
                 if qa.question_type == "intersection":
                     # "Mall at Elm St and Ruby Ave on is Mall": the transcription's "Mall (3, 3) at Elm St and Ruby
@@ -292,6 +311,6 @@ def test_worked_steps_replace_the_facts_of_their_question_types_only():
                 assert FACTS_MARKER.strip() + " " + expected + ANSWER_MARKER in "\n" + text
             if question_type in WORKED_STEP_TYPES:
                 seen.add(question_type)
-    assert {"largest", "smallest", "intersection"} <= seen
+    assert {"largest", "smallest", "intersection", "difference"} <= seen
     with pytest.raises(ValueError, match="facts"):
         GeneratorConfig(read_first=True, worked_steps=True)

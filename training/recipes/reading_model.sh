@@ -16,7 +16,7 @@
 #                          # continue a finished read-first model on new images: stages 0b and I are taken as done
 #                          # (CONTINUE is their final model) and stages II-IV train again from it
 #   FACTS=true ...         # every answer follows the facts the question names (data.facts; reasoning_text.sh)
-#   WORKED_STEPS=true ...  # with FACTS=true: largest / smallest / intersection answers follow worked steps
+#   WORKED_STEPS=true ...  # with FACTS=true: largest / smallest / intersection / difference answers follow worked steps
 #                          # (reading.worked_steps; measured on text only so far: docs/MODEL_CARD.md)
 #   LM_LR=1e-3 ...         # the language model's rate in stages I and II (default 3e-4; see the note at stage I)
 #   PROCESSES=1 THREADS=2 bash training/recipes/reading_model.sh  # one process (default: 2 DDP processes x 1 thread,
@@ -53,7 +53,7 @@ S3_STEPS=${S3_STEPS:-150}
 S4_STEPS=${S4_STEPS:-50}
 LM_LR=${LM_LR:-3.0e-4}  # the language model's peak rate in stages I and II
 FACTS=${FACTS:-false}   # true: "Facts: ..." (the transcription's entries the question names) before each answer
-WORKED_STEPS=${WORKED_STEPS:-false}  # with FACTS=true: worked steps for largest / smallest / intersection
+WORKED_STEPS=${WORKED_STEPS:-false}  # with FACTS=true: worked steps for largest / smallest / intersection / difference
 ALL='[vision_tower,multi_modal_projector,image_newline,language_model]'
 
 COMMON=(--preset demo --global-batch-size 16 --micro-batch-size $((16 / PROCESSES)) --max-length 768 --no-packing

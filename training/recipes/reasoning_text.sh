@@ -10,7 +10,7 @@
 #   LR=3e-4 WARMUP=100 PROCESSES=1 INIT=... OUT=... bash training/recipes/reasoning_text.sh   # two runs side by side
 #
 #   FACTS=true ...        # write the question's facts (the transcription's entries it names) before each answer
-#   WORKED_STEPS=true ... # with FACTS=true: largest / smallest / intersection answers follow worked steps
+#   WORKED_STEPS=true ... # with FACTS=true: largest / smallest / intersection / difference answers follow worked steps
 #   MAX_QUESTIONS=8 ...   # questions per document (default 4): each is a trained look-up in the same transcription,
 #                         # and dense look-ups teach recall much faster (benchmarks/in_context_recall.py --queries)
 #
@@ -36,7 +36,7 @@ WARMUP=${WARMUP:-100}
 PROCESSES=${PROCESSES:-2}
 MAX_QUESTIONS=${MAX_QUESTIONS:-4}
 FACTS=${FACTS:-false}  # true: "Facts: <the entries the question names>" before each answer (reading.question_facts)
-WORKED_STEPS=${WORKED_STEPS:-false}  # with FACTS=true: worked steps for largest / smallest / intersection
+WORKED_STEPS=${WORKED_STEPS:-false}  # with FACTS=true: worked steps for largest / smallest / intersection / difference
 if [[ "$PROCESSES" == 2 ]]; then CONFIG=training/configs/accelerate/cpu_2proc.yaml; else CONFIG=training/configs/accelerate/cpu.yaml; fi
 resume=()
 if [[ "${RESUME:-0}" == 1 ]]; then resume=(--resume); fi
