@@ -32,6 +32,8 @@ class QuestionRecord:
                   "question_type": f"{self.kind}/{self.question_type}", "match": self.match}
         if self.reading is not None:
             record["reading"] = self.reading
+        if self.reply is not None:  # e.g. the reasoning check's "Facts: ...": where a wrong answer went wrong
+            record["reply"] = self.reply
         return record
 
 

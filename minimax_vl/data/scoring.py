@@ -76,11 +76,12 @@ def is_correct(prediction: str, answer: str, match: str = "relaxed") -> bool:
 
 
 def score_predictions(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
-    """Grades records {"prediction", "answer", "question_type", optional "match" ("relaxed"), optional "id"}.
+    """Grades records {"prediction", "answer", "question_type", optional "match" ("relaxed"), optional "id",
+    optional "reading" and "reply" (kept as they are)}.
 
     Returns a JSON-ready report: {"overall": {"correct", "total", "accuracy"}, "per_type": {type: {...}},
     "per_kind": {kind: {...}} (the part of the type before "/", e.g. "chart" for "chart/value"),
-    "records": [{"id", "question_type", "prediction", "answer", "match", "correct"[, "reading"]}, ...]}.
+    "records": [{"id", "question_type", "prediction", "answer", "match", "correct"[, "reading"][, "reply"]}, ...]}.
     """
     graded = []
     for i, record in enumerate(records):
@@ -91,8 +92,9 @@ def score_predictions(records: Iterable[dict[str, Any]]) -> dict[str, Any]:
         graded.append({"id": record.get("id", i), "question_type": record["question_type"],
                        "prediction": record["prediction"], "answer": record["answer"], "match": match,
                        "correct": is_correct(str(record["prediction"]), str(record["answer"]), match)})
-        if record.get("reading") is not None:
-            graded[-1]["reading"] = record["reading"]
+        for optional in ("reading", "reply"):
+            if record.get(optional) is not None:
+                graded[-1][optional] = record[optional]
     if not graded:
         raise ValueError("no records to score")
     counts: dict[str, list[int]] = defaultdict(lambda: [0, 0])

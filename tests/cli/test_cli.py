@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from minimax_vl.answers import split_reply
 from minimax_vl.cli import build_parser, main
 
 
@@ -76,6 +77,8 @@ def test_eval_reasoning_only_answers_from_the_true_transcription_without_images(
     assert main(["eval", "--generate", "2", "--out", str(out), "--max-new-tokens", "3", "--reasoning-only"]) == 0
     report = json.loads((out / "report.json").read_text())
     assert report["reasoning_only"] is True and report["overall"]["total"] >= 2 and "reading" not in report
+    # Each record keeps the model's whole reply (its facts), so a wrong answer shows where it went wrong.
+    assert all(split_reply(r["reply"])[1] == r["prediction"] for r in report["records"])
     assert "reasoning only" in capsys.readouterr().out
     data = tmp_path / "data.json"
     data.write_text("[]")
