@@ -233,14 +233,16 @@ def worked_steps(fields: dict[str, str], question: str, question_type: str) -> s
       the last marked one, and the next entry to copy always follows the one just written, so the copy stays the
       sequential look-up the model already does. (A running champion, "Elk 80 -> Elk 80", breaks that: when the
       champion stays, the next entry follows the challenger, not the text just written.)
-    - intersection: every landmark in transcription order with its corner ("Gym at Elm St and Opal Ave"), marked
-      "on" when its street is the asked one, then "is <name>" when its avenue is too: for "What is at the corner of
-      Elm St and Ruby Ave?", "Cafe at Fir St and Jade Ave; Gym at Elm St and Opal Ave on; Mall at Elm St and Ruby Ave
-      on is Mall". The answer is the name after "is". Why: a corner is a two-word key, and a look-up that must match
-      two words at once is what the model fails (35% from the true transcription). Here each mark tests one word
-      against the question, the second one only after the first, and the copy stays sequential. (The first form,
-      every landmark rewritten corner first, "Elm St and Ruby Ave: Mall", read12's, left the answer a two-word
-      look-up and made each entry's name a backward copy.)
+    - intersection: the asked corner copied from the question, then every landmark in transcription order with its
+      corner ("Gym at Elm St and Opal Ave"), marked "on" when its street is the asked one, then "is <name>" when its
+      avenue is too: for "What is at the corner of Elm St and Ruby Ave?", "Elm St and Ruby Ave. Cafe at Fir St and
+      Jade Ave; Gym at Elm St and Opal Ave on; Mall at Elm St and Ruby Ave on is Mall". The answer is the name after
+      "is". Why: a corner is a two-word key, and a look-up that must match two words at once is what the model
+      fails (35% from the true transcription). Here each mark tests one word, the second one only after the first,
+      against the corner written a few tokens back, and the copy stays sequential. Without that head (read12's
+      scan) the test was against the question, beyond the transcription, and read12 did not learn it: it marked
+      the first landmark whatever was asked. (The first form, every landmark rewritten corner first, "Elm St and
+      Ruby Ave: Mall", left the answer a two-word look-up and made each entry's name a backward copy.)
     - difference of two whole numbers: the two entries (question_facts), then the larger minus the smaller column by
       column from the ones, each step one digit minus one digit, a borrow written where it is taken ("16 - 8 = 8")
       and paid in the next column ("3 - 1 - 1 = 1"): "Pie 36%; Bun 18%; 36 - 18: 16 - 8 = 8; 3 - 1 - 1 = 1". The
@@ -299,6 +301,7 @@ ON_ASKED_STREET, AT_ASKED_CORNER = "on", "is"  # the intersection marks (one tok
 
 def _scanned_corners(fields: dict[str, str], question: str) -> str:
     streets, avenues = _streets_and_avenues(fields)
+    asked = [name for name in streets + avenues if _mention(question, name) >= 0]
     steps = []
     for name, position in _landmarks(fields):
         col, row = (int(x) for x in position.split(", "))
@@ -309,7 +312,8 @@ def _scanned_corners(fields: dict[str, str], question: str) -> str:
             if _mention(question, avenue) >= 0:
                 step += f" {AT_ASKED_CORNER} {name}"
         steps.append(step)
-    return "; ".join(steps)
+    head = f"{asked[0]} and {asked[1]}. " if len(asked) == 2 else ""  # the asked corner, copied from the question
+    return head + "; ".join(steps)
 
 
 def _mention(question: str, name: str) -> int:

@@ -223,10 +223,11 @@ def test_facts_off_by_default():
     (PIE, "Which slice is the biggest?", "largest_slice", "Egg 21%; Pie 17%; Rye 62% high"),
     (PIE, "Which slice of the pie is the smallest?", "smallest", "Egg 21%; Pie 17% low; Rye 62%"),
     (GROUPED, "Which year has the highest count for Bob?", "largest", "2019 40; 2020 45 high"),  # the named series
-    (MAP, "What is at the corner of Elm St and Ruby Ave?", "intersection", "Cafe at Oak St and Opal Ave; "
-                                                                           "Fort at Elm St and Ruby Ave on is Fort"),
-    (MAP, "What is at the corner of Oak St and Ruby Ave?", "intersection", "Cafe at Oak St and Opal Ave on; "
-                                                                           "Fort at Elm St and Ruby Ave"),
+    (MAP, "What is at the corner of Elm St and Ruby Ave?", "intersection", "Elm St and Ruby Ave. Cafe at Oak St and "
+                                                                           "Opal Ave; Fort at Elm St and Ruby Ave on "
+                                                                           "is Fort"),
+    (MAP, "What is at the corner of Oak St and Ruby Ave?", "intersection", "Oak St and Ruby Ave. Cafe at Oak St and "
+                                                                           "Opal Ave on; Fort at Elm St and Ruby Ave"),
     (PIE, "What is the difference in share between Pie and Egg?", "difference",
      "Pie 17%; Egg 21%; 21 - 17: 11 - 7 = 4; 2 - 1 - 1 = 0"),  # a borrow taken, then paid; the larger first
     (BARS, "What is the difference in count between Owl and Yak?", "difference", "Owl 90; Yak 15; 90 - 15: "
@@ -279,6 +280,10 @@ def test_worked_steps_lead_to_every_generated_answer(difficulty):
                     assert re.fullmatch(r"1?\d - \d( - 1)? = \d", column), (column, steps)
                 checked[qa.question_type] += 1
                 continue
+            if qa.question_type == "intersection":  # the asked corner first, word for word the question's
+                corner = qa.question.removeprefix("What is at the corner of ").removesuffix("?")
+                assert steps.startswith(corner + ". "), (steps, qa.question)
+                steps = steps.removeprefix(corner + ". ")
             for step in steps.split("; "):
                 if qa.question_type == "intersection":
                     # "Mall at Elm St and Ruby Ave on is Mall": the transcription's "Mall (3, 3) at Elm St and Ruby
