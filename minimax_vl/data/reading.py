@@ -121,8 +121,12 @@ def _landmarks(fields: dict[str, str]) -> list[tuple[str, str]]:
 
 def _corner(position: str, streets: list[str], avenues: list[str]) -> str:
     """"2, 3" (column, row from 1) -> "Fir St and Jade Ave"."""
+    return " and ".join(_street_and_avenue(position, streets, avenues))
+
+
+def _street_and_avenue(position: str, streets: list[str], avenues: list[str]) -> tuple[str, str]:
     col, row = (int(x) for x in position.split(", "))
-    return f"{streets[col - 1]} and {avenues[row - 1]}"
+    return streets[col - 1], avenues[row - 1]
 
 
 _CHART_HEAD = re.compile(r"^Chart: (?P<type>[^.]*)\. Title: (?P<title>.*?)\.(?: X: (?P<x>.*?)\. Y: (?P<y>.*?)\.)?"
@@ -301,15 +305,14 @@ ON_ASKED_STREET, AT_ASKED_CORNER = "on", "is"  # the intersection marks (one tok
 
 def _scanned_corners(fields: dict[str, str], question: str) -> str:
     streets, avenues = _streets_and_avenues(fields)
-    asked = [name for name in streets + avenues if _mention(question, name) >= 0]
+    asked = [name for name in streets + avenues if _mention(question, name) >= 0]  # [street, avenue]
     steps = []
     for name, position in _landmarks(fields):
-        col, row = (int(x) for x in position.split(", "))
-        street, avenue = streets[col - 1], avenues[row - 1]
+        street, avenue = _street_and_avenue(position, streets, avenues)
         step = f"{name} at {street} and {avenue}"
-        if _mention(question, street) >= 0:
+        if street in asked:
             step += " " + ON_ASKED_STREET
-            if _mention(question, avenue) >= 0:
+            if avenue in asked:
                 step += f" {AT_ASKED_CORNER} {name}"
         steps.append(step)
     head = f"{asked[0]} and {asked[1]}. " if len(asked) == 2 else ""  # the asked corner, copied from the question
