@@ -69,7 +69,8 @@ def generator_config(data: DataConfig, split: str) -> GeneratorConfig:
     return GeneratorConfig(split=split, image_kinds=tuple(data.image_kinds), sample_kinds=data.sample_kinds(),
                            image_size=data.image_size, difficulty=data.difficulty, max_questions=data.max_questions,
                            font_scale=data.font_scale, read_first=data.read_first,
-                           facts=data.facts, worked_steps=data.worked_steps)
+                           facts=data.facts, worked_steps=data.worked_steps,
+                           question_types=tuple(data.question_types))
 
 
 def read_dataset_folder(path: str | Path) -> list[Sample]:

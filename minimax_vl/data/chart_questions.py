@@ -15,6 +15,9 @@ from minimax_vl.data.vocab import vocabulary
 
 CLEAR_GAP = 0.08  # fraction of the largest value two compared values must differ by
 
+CHART_QUESTION_TYPES = ("title", "axis_label", "count", "largest", "smallest", "largest_slice", "value", "difference",
+                        "comparison", "trend")
+
 
 def chart_questions(scene: ChartScene, rng: random.Random) -> list[QA]:
     """Questions of every type that applies to this chart (several per type where there is choice)."""

@@ -17,6 +17,9 @@ from minimax_vl.data.qa import QA
 COMPASS_POINTS = ("east", "northeast", "north", "northwest", "west", "southwest", "south", "southeast")
 AMBIGUOUS_WITHIN_DEG = 7.5
 
+MAP_QUESTION_TYPES = ("direction", "nearest", "intersection", "blocks", "route_landmark", "route", "river", "count",
+                      "scale")
+
 
 def direction(start: Landmark, end: Landmark) -> str | None:
     """The compass point of `end` seen from `start`, or None when the bearing is near a sector border."""

@@ -27,11 +27,11 @@ import random
 from dataclasses import dataclass
 from typing import Iterator
 
-from minimax_vl.data.chart_questions import chart_questions, describe_chart
+from minimax_vl.data.chart_questions import CHART_QUESTION_TYPES, chart_questions, describe_chart
 from minimax_vl.data.charts import generate_chart
 from minimax_vl.data.drawing import NoLayoutFound
 from minimax_vl.data.formats import Sample
-from minimax_vl.data.map_questions import describe_map, map_questions
+from minimax_vl.data.map_questions import MAP_QUESTION_TYPES, describe_map, map_questions
 from minimax_vl.data.maps import generate_map
 from minimax_vl.data.qa import QA
 from minimax_vl.data.reading import (READING_PROMPTS, question_facts, read_then_answer, reading_text, scene_fields,
@@ -78,6 +78,10 @@ class GeneratorConfig:
     # worked steps instead (reading.worked_steps: entries marked as they beat the ones before; landmarks scanned and
     # marked on the asked street and corner; a subtraction column by column).
     worked_steps: bool = False
+    # Only questions of these types (tags such as "intersection"; empty = all) in vqa, reasoning, conversation and
+    # preference samples: a drill on what a model gets wrong. A scene with none of them (a bar chart has no
+    # largest_slice) keeps all its questions, so every sample still exists.
+    question_types: tuple[str, ...] = ()
 
     def __post_init__(self):
         check_split(self.split)
@@ -94,6 +98,15 @@ class GeneratorConfig:
                 raise ValueError(f"unknown sample kind {kind!r}; expected some of {SAMPLE_KINDS}")
             if weight <= 0:
                 raise ValueError(f"sample kind {kind!r} has weight {weight}; weights must be positive")
+        known = {"chart": CHART_QUESTION_TYPES, "map": MAP_QUESTION_TYPES}
+        for question_type in self.question_types:
+            if not any(question_type in known[kind] for kind in IMAGE_KINDS):
+                raise ValueError(f"unknown question type {question_type!r}; chart questions are {CHART_QUESTION_TYPES}"
+                                 f" and map questions {MAP_QUESTION_TYPES}")
+        for kind in self.image_kinds if self.question_types else ():
+            if not set(self.question_types) & set(known[kind]):
+                raise ValueError(f"no {kind} question has a type in question_types={list(self.question_types)}; "
+                                 f"leave {kind} out of image_kinds (data.image_kinds) or name one of {known[kind]}")
         if self.image_size < 128:
             raise ValueError(f"image_size {self.image_size} is too small for legible labels; use at least 128")
         if self.max_questions < 1:
@@ -152,6 +165,8 @@ def make_sample(config: GeneratorConfig, index: int, *, draw: bool = True) -> Sa
         meta["chart_type"] = scene.chart_type
     else:
         questions, description = map_questions(scene, rng), describe_map(scene)
+    if config.question_types:
+        questions = [qa for qa in questions if qa.question_type in config.question_types] or questions
     meta["kind"] = image_kind
     images = [image]  # [None] when not drawn: the slot and its <image> placeholder stay
     fields = scene_fields(scene)  # what a perfect transcription holds: the reading probe scores against it

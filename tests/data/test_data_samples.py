@@ -167,3 +167,36 @@ def test_a_seed_whose_scenes_never_fit_draws_again_instead_of_ending_a_run(monke
     retried = make_sample(config, 3)
     assert len(calls) == 2 and calls[0] != calls[1]  # a different (derived) random stream
     assert retried.meta["kind"] == "map" and retried.messages != before.messages
+
+
+def test_question_types_drill_only_the_named_types():
+    """data.question_types: every question of a drill is of a named type; the text is otherwise the same sample's."""
+    kinds = (("vqa", 1.0), ("reasoning", 1.0))
+    drill = GeneratorConfig(sample_kinds=kinds, image_kinds=("map",), question_types=("intersection",))
+    every = GeneratorConfig(sample_kinds=kinds, image_kinds=("map",))
+    seen = set()
+    for index in range(12):
+        drilled, plain = make_sample(drill, index, draw=False), make_sample(every, index, draw=False)
+        assert set(drilled.meta["question_types"]) == {"intersection"}
+        assert drilled.meta["reading_fields"] == plain.meta["reading_fields"]  # the same scene
+        seen |= set(plain.meta["question_types"])
+    assert len(seen) > 3  # without the drill the same scenes are asked about many types
+
+
+def test_question_types_that_cannot_be_asked_name_the_fix():
+    with pytest.raises(ValueError, match="unknown question type 'intersections'"):
+        GeneratorConfig(question_types=("intersections",))
+    with pytest.raises(ValueError, match="leave chart out of image_kinds"):
+        GeneratorConfig(question_types=("intersection",))  # charts are asked no intersection questions
+    GeneratorConfig(question_types=("intersection", "largest"))  # one type for each image kind is enough
+
+
+def test_question_type_lists_hold_every_generated_type():
+    from minimax_vl.data.chart_questions import CHART_QUESTION_TYPES
+    from minimax_vl.data.map_questions import MAP_QUESTION_TYPES
+
+    known = {"chart": set(CHART_QUESTION_TYPES), "map": set(MAP_QUESTION_TYPES)}
+    config = GeneratorConfig(sample_kinds=(("vqa", 1.0),), max_questions=4)
+    for index in range(60):
+        sample = make_sample(config, index, draw=False)
+        assert set(sample.meta["question_types"]) <= known[sample.meta["kind"]]
