@@ -85,7 +85,7 @@ class DataConfig:
     read_first: bool = False  # first reply after an image: transcription, then "Answer: ..." (data/reading.py)
     facts: bool = False  # with read_first: "Facts: <what the question names>" before each answer (reading.py)
     worked_steps: bool = False  # with facts: worked steps for largest / smallest / intersection / difference
-    question_types: list[str] = field(default_factory=list)  # only these question types (a drill); [] = all
+    question_types: list[str] = field(default_factory=list)  # what `drill` samples in the mix ask, e.g. [intersection]
     num_samples: int | None = None
     first_sample: int = 0
     max_epoch_fraction: float | None = None

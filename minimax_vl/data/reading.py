@@ -237,16 +237,22 @@ def worked_steps(fields: dict[str, str], question: str, question_type: str) -> s
       the last marked one, and the next entry to copy always follows the one just written, so the copy stays the
       sequential look-up the model already does. (A running champion, "Elk 80 -> Elk 80", breaks that: when the
       champion stays, the next entry follows the challenger, not the text just written.)
-    - intersection: the asked corner copied from the question, then every landmark in transcription order with its
-      corner ("Gym at Elm St and Opal Ave"), marked "on" when its street is the asked one, then "is <name>" when its
-      avenue is too: for "What is at the corner of Elm St and Ruby Ave?", "Elm St and Ruby Ave. Cafe at Fir St and
-      Jade Ave; Gym at Elm St and Opal Ave on; Mall at Elm St and Ruby Ave on is Mall". The answer is the name after
-      "is". Why: a corner is a two-word key, and a look-up that must match two words at once is what the model
-      fails (35% from the true transcription). Here each mark tests one word, the second one only after the first,
-      against the corner written a few tokens back, and the copy stays sequential. Without that head (read12's
-      scan) the test was against the question, beyond the transcription, and read12 did not learn it: it marked
-      the first landmark whatever was asked. (The first form, every landmark rewritten corner first, "Elm St and
-      Ruby Ave: Mall", left the answer a two-word look-up and made each entry's name a backward copy.)
+    - intersection: the asked corner, then every landmark in transcription order with its corner, each mark a copy
+      of the word that follows the same name earlier in the text. The head writes the asked corner with the marks
+      after its names ("Elm St on Ruby Ave is"); an entry whose street is the asked one goes on "on" where the
+      transcription goes on "and", and its name follows "is" when its avenue is the asked one too: for "What is
+      at the corner of Elm St and Ruby Ave?", "Elm St on Ruby Ave is. Cafe at Fir St and Jade Ave; Gym at Elm St on
+      Opal Ave; Mall at Elm St on Ruby Ave is Mall". The answer is the name after "is". Why: a corner is a two-word
+      key, and a look-up that must match two words at once is what the model fails (35% from the true
+      transcription); a mark written after the entry ("Gym at Elm St and Opal Ave on", read12 and read13) is a
+      test of whether two words are equal, which the demo decoder did not learn in 3,650 steps (22-26%, the first
+      entries marked whatever was asked). Here the mark after a name is what an induction head already copies:
+      the word after that name's latest occurrence, "on" after the asked street in the head, "and" after any other
+      street in the transcription. A 200-step drill from read13 (runs/isect_eval.py, ninth session) reached 69%
+      with every "on" right in 100 of 100 scans, against 40% for the read13 form; forms that left an entry's
+      avenue out, or ended entries with the transcription's ". ", marked "on" on wrong streets (36-41%).
+      (The first form, every landmark rewritten corner first, "Elm St and Ruby Ave: Mall", left the answer a
+      two-word look-up and made each entry's name a backward copy.)
     - difference of two whole numbers: the two entries (question_facts), then the larger minus the smaller column by
       column from the ones, each step one digit minus one digit, a borrow written where it is taken ("16 - 8 = 8")
       and paid in the next column ("3 - 1 - 1 = 1"): "Pie 36%; Bun 18%; 36 - 18: 16 - 8 = 8; 3 - 1 - 1 = 1". The
@@ -300,7 +306,7 @@ def _column_subtraction(facts: str) -> str:
     return f"{facts}; {larger} - {smaller}: " + "; ".join(steps)
 
 
-ON_ASKED_STREET, AT_ASKED_CORNER = "on", "is"  # the intersection marks (one token each)
+ON_ASKED_STREET, AT_ASKED_CORNER = "on", "is"  # the intersection marks (one token each; "on" replaces "and")
 
 
 def _scanned_corners(fields: dict[str, str], question: str) -> str:
@@ -309,13 +315,14 @@ def _scanned_corners(fields: dict[str, str], question: str) -> str:
     steps = []
     for name, position in _landmarks(fields):
         street, avenue = _street_and_avenue(position, streets, avenues)
-        step = f"{name} at {street} and {avenue}"
-        if street in asked:
-            step += " " + ON_ASKED_STREET
-            if avenue in asked:
-                step += f" {AT_ASKED_CORNER} {name}"
-        steps.append(step)
-    head = f"{asked[0]} and {asked[1]}. " if len(asked) == 2 else ""  # the asked corner, copied from the question
+        if street not in asked:
+            steps.append(f"{name} at {street} and {avenue}")  # the transcription's words
+        elif avenue not in asked:
+            steps.append(f"{name} at {street} {ON_ASKED_STREET} {avenue}")  # as the head goes on after the street
+        else:
+            steps.append(f"{name} at {street} {ON_ASKED_STREET} {avenue} {AT_ASKED_CORNER} {name}")
+    # The asked corner as the marked entries write it: what follows each asked name here is its mark.
+    head = f"{asked[0]} {ON_ASKED_STREET} {asked[1]} {AT_ASKED_CORNER}. " if len(asked) == 2 else ""
     return head + "; ".join(steps)
 
 

@@ -13,6 +13,8 @@ Sample kinds:
     reasoning         text only: the read-first conversation of a scene that is planned but never drawn; the
                       transcription is context (not trained), the answers are trained: the reasoning half of
                       read-then-answer, at no vision cost
+    drill             reasoning samples whose questions are all of `question_types` (e.g. intersection): weights in a
+                      mix the question types a model gets wrong
     text_only         stage II's text mix: arithmetic, compass facts, word rewriting (no image)
     conversation      stage III: multi-turn chat with full-sentence answers
     preference        stage IV: (image, question, chosen, rejected) with a plausible wrong rejected answer
@@ -43,8 +45,8 @@ from minimax_vl.data.words import PROMPTS as WORDS_PROMPTS
 from minimax_vl.data.words import generate_words
 
 IMAGE_KINDS = ("chart", "map")
-SAMPLE_KINDS = ("words", "reading", "description", "vqa", "reasoning", "text_only", "conversation", "preference",
-                "text_preference")
+SAMPLE_KINDS = ("words", "reading", "description", "vqa", "reasoning", "drill", "text_only", "conversation",
+                "preference", "text_preference")
 STAGE_MIXES: dict[int, tuple[tuple[str, float], ...]] = {
     1: (("description", 1.0),),
     2: (("vqa", 20.0), ("text_only", 1.0)),  # SPEC_NOTES §7.2: multimodal to text 20:1
@@ -78,9 +80,9 @@ class GeneratorConfig:
     # worked steps instead (reading.worked_steps: entries marked as they beat the ones before; landmarks scanned and
     # marked on the asked street and corner; a subtraction column by column).
     worked_steps: bool = False
-    # Only questions of these types (tags such as "intersection"; empty = all) in vqa, reasoning, conversation and
-    # preference samples: a drill on what a model gets wrong. A scene with none of them (a bar chart has no
-    # largest_slice) keeps all its questions, so every sample still exists.
+    # What `drill` samples ask (tags such as "intersection"): reasoning samples (the true transcription given, only
+    # the replies train) whose questions are all of these types, so a mix can weight the types a model gets wrong.
+    # A scene with none of them (a bar chart has no largest_slice) keeps all its questions.
     question_types: tuple[str, ...] = ()
 
     def __post_init__(self):
@@ -98,19 +100,29 @@ class GeneratorConfig:
                 raise ValueError(f"unknown sample kind {kind!r}; expected some of {SAMPLE_KINDS}")
             if weight <= 0:
                 raise ValueError(f"sample kind {kind!r} has weight {weight}; weights must be positive")
-        known = {"chart": CHART_QUESTION_TYPES, "map": MAP_QUESTION_TYPES}
         for question_type in self.question_types:
-            if not any(question_type in known[kind] for kind in IMAGE_KINDS):
+            if not any(question_type in types for types in _QUESTION_TYPES.values()):
                 raise ValueError(f"unknown question type {question_type!r}; chart questions are {CHART_QUESTION_TYPES}"
                                  f" and map questions {MAP_QUESTION_TYPES}")
-        for kind in self.image_kinds if self.question_types else ():
-            if not set(self.question_types) & set(known[kind]):
-                raise ValueError(f"no {kind} question has a type in question_types={list(self.question_types)}; "
-                                 f"leave {kind} out of image_kinds (data.image_kinds) or name one of {known[kind]}")
+        drills = any(kind == "drill" for kind, _ in self.sample_kinds)
+        if drills and not self._drilled_image_kinds():
+            raise ValueError("sample kind 'drill' asks only the question types in question_types (data.question_types), "
+                             f"of an image kind in image_kinds {list(self.image_kinds)}; name some, e.g. [intersection]")
+        if self.question_types and not drills:
+            raise ValueError("question_types (data.question_types) shapes only drill samples; add [drill, <weight>] "
+                             "to the mix (data.mix)")
         if self.image_size < 128:
             raise ValueError(f"image_size {self.image_size} is too small for legible labels; use at least 128")
         if self.max_questions < 1:
             raise ValueError("max_questions must be at least 1")
+
+
+    def _drilled_image_kinds(self) -> list[str]:
+        """The image kinds asked some question of question_types: what a drill sample draws."""
+        return [kind for kind in self.image_kinds if set(self.question_types) & set(_QUESTION_TYPES[kind])]
+
+
+_QUESTION_TYPES = {"chart": CHART_QUESTION_TYPES, "map": MAP_QUESTION_TYPES}
 
 
 def parse_sample_kinds(text: str) -> tuple[tuple[str, float], ...]:
@@ -156,16 +168,17 @@ def make_sample(config: GeneratorConfig, index: int, *, draw: bool = True) -> Sa
         messages = [_user(rng.choice(WORDS_PROMPTS), with_image=True), _assistant(scene.answer())]
         return Sample(sample_id, messages, [image], meta)
 
-    image_kind = rng_for(seed, "image_kind").choice(config.image_kinds)
+    image_kinds = config._drilled_image_kinds() if sample_kind == "drill" else config.image_kinds
+    image_kind = rng_for(seed, "image_kind").choice(image_kinds)
     common = dict(split=config.split, difficulty=config.difficulty, image_size=config.image_size,
-                  font_scale=config.font_scale, draw=draw and sample_kind != "reasoning")
+                  font_scale=config.font_scale, draw=draw and sample_kind not in ("reasoning", "drill"))
     scene, image = _generate_scene(image_kind, seed, common)
     if image_kind == "chart":
         questions, description = chart_questions(scene, rng), describe_chart(scene)
         meta["chart_type"] = scene.chart_type
     else:
         questions, description = map_questions(scene, rng), describe_map(scene)
-    if config.question_types:
+    if sample_kind == "drill":
         questions = [qa for qa in questions if qa.question_type in config.question_types] or questions
     meta["kind"] = image_kind
     images = [image]  # [None] when not drawn: the slot and its <image> placeholder stay
@@ -178,7 +191,7 @@ def make_sample(config: GeneratorConfig, index: int, *, draw: bool = True) -> Sa
         meta.update(question_types=["reading"], matches=["exact"])
         prompt = rng.choice(READING_PROMPTS[image_kind])
         return Sample(sample_id, [_user(prompt, with_image=True), _assistant(reading)], images, meta)
-    if sample_kind == "reasoning":
+    if sample_kind in ("reasoning", "drill"):
         meta["kind"] = "text"
         chosen = balanced_choice(questions, rng.randint(1, config.max_questions), rng)
         return _question_sample(sample_id, chosen, [], meta, rng, sentences=False, reading=reading,

@@ -58,12 +58,13 @@ def test_samples_are_deterministic_across_processes():
 
 @pytest.mark.parametrize("kind", SAMPLE_KINDS)
 def test_every_sample_kind_is_well_formed(kind):
-    config = GeneratorConfig(sample_kinds=((kind, 1.0),), difficulty="easy")
+    drill = ("largest", "route") if kind == "drill" else ()
+    config = GeneratorConfig(sample_kinds=((kind, 1.0),), difficulty="easy", question_types=drill)
     for sample in iter_samples(config, 0, 12):
         roles = [m["role"] for m in sample.messages]
         assert roles == ["user", "assistant"] * (len(roles) // 2)
         assert sample.meta["sample_kind"] == kind
-        text_only = kind.startswith("text") or kind == "reasoning"
+        text_only = kind.startswith("text") or kind in ("reasoning", "drill")
         assert len(sample.images) == (0 if text_only else 1)
         assert render(sample.messages).count(IMAGE) == len(sample.images)
         assert sample.messages[0]["content"][0]["type"] == ("text" if text_only else "image")
@@ -169,26 +170,33 @@ def test_a_seed_whose_scenes_never_fit_draws_again_instead_of_ending_a_run(monke
     assert retried.meta["kind"] == "map" and retried.messages != before.messages
 
 
-def test_question_types_drill_only_the_named_types():
-    """data.question_types: every question of a drill is of a named type; the text is otherwise the same sample's."""
-    kinds = (("vqa", 1.0), ("reasoning", 1.0))
-    drill = GeneratorConfig(sample_kinds=kinds, image_kinds=("map",), question_types=("intersection",))
-    every = GeneratorConfig(sample_kinds=kinds, image_kinds=("map",))
-    seen = set()
-    for index in range(12):
-        drilled, plain = make_sample(drill, index, draw=False), make_sample(every, index, draw=False)
-        assert set(drilled.meta["question_types"]) == {"intersection"}
-        assert drilled.meta["reading_fields"] == plain.meta["reading_fields"]  # the same scene
-        seen |= set(plain.meta["question_types"])
-    assert len(seen) > 3  # without the drill the same scenes are asked about many types
+def test_drill_samples_ask_only_the_named_question_types():
+    """A drill is a reasoning sample (true transcription as context) whose questions are all of question_types;
+    the other kinds of the same mix are untouched."""
+    drill = GeneratorConfig(sample_kinds=(("drill", 1.0),), question_types=("intersection",), read_first=True,
+                            facts=True, worked_steps=True)
+    mixed = GeneratorConfig(sample_kinds=(("drill", 1.0), ("vqa", 1.0)), question_types=("intersection",))
+    plain = GeneratorConfig(sample_kinds=(("vqa", 1.0),))
+    for index in range(10):
+        sample = make_sample(drill, index, draw=False)
+        assert sample.meta["sample_kind"] == "drill" and sample.meta["kind"] == "text" and sample.images == []
+        assert set(sample.meta["question_types"]) == {"intersection"}  # maps only, though charts are allowed
+        assert "Map: streets" in sample.messages[1]["content"][0]["text"]  # the transcription, given as context
+        assert sample.messages[1]["content"][0].get("context") is True
+        other = make_sample(mixed, index, draw=False)
+        if other.meta["sample_kind"] == "vqa":
+            assert other.messages == make_sample(plain, index, draw=False).messages
 
 
-def test_question_types_that_cannot_be_asked_name_the_fix():
+def test_question_types_that_cannot_be_drilled_name_the_fix():
     with pytest.raises(ValueError, match="unknown question type 'intersections'"):
-        GeneratorConfig(question_types=("intersections",))
-    with pytest.raises(ValueError, match="leave chart out of image_kinds"):
-        GeneratorConfig(question_types=("intersection",))  # charts are asked no intersection questions
-    GeneratorConfig(question_types=("intersection", "largest"))  # one type for each image kind is enough
+        GeneratorConfig(sample_kinds=(("drill", 1.0),), question_types=("intersections",))
+    with pytest.raises(ValueError, match="name some, e.g."):
+        GeneratorConfig(sample_kinds=(("drill", 1.0),))
+    with pytest.raises(ValueError, match="name some, e.g."):  # charts are asked no intersection questions
+        GeneratorConfig(sample_kinds=(("drill", 1.0),), question_types=("intersection",), image_kinds=("chart",))
+    with pytest.raises(ValueError, match=r"add \[drill, <weight>\]"):
+        GeneratorConfig(sample_kinds=(("vqa", 1.0),), question_types=("intersection",))
 
 
 def test_question_type_lists_hold_every_generated_type():

@@ -223,11 +223,11 @@ def test_facts_off_by_default():
     (PIE, "Which slice is the biggest?", "largest_slice", "Egg 21%; Pie 17%; Rye 62% high"),
     (PIE, "Which slice of the pie is the smallest?", "smallest", "Egg 21%; Pie 17% low; Rye 62%"),
     (GROUPED, "Which year has the highest count for Bob?", "largest", "2019 40; 2020 45 high"),  # the named series
-    (MAP, "What is at the corner of Elm St and Ruby Ave?", "intersection", "Elm St and Ruby Ave. Cafe at Oak St and "
-                                                                           "Opal Ave; Fort at Elm St and Ruby Ave on "
-                                                                           "is Fort"),
-    (MAP, "What is at the corner of Oak St and Ruby Ave?", "intersection", "Oak St and Ruby Ave. Cafe at Oak St and "
-                                                                           "Opal Ave on; Fort at Elm St and Ruby Ave"),
+    (MAP, "What is at the corner of Elm St and Ruby Ave?", "intersection", "Elm St on Ruby Ave is. Cafe at Oak St and "
+                                                                           "Opal Ave; Fort at Elm St on Ruby Ave is "
+                                                                           "Fort"),
+    (MAP, "What is at the corner of Oak St and Ruby Ave?", "intersection", "Oak St on Ruby Ave is. Cafe at Oak St on "
+                                                                           "Opal Ave; Fort at Elm St and Ruby Ave"),
     (PIE, "What is the difference in share between Pie and Egg?", "difference",
      "Pie 17%; Egg 21%; 21 - 17: 11 - 7 = 4; 2 - 1 - 1 = 0"),  # a borrow taken, then paid; the larger first
     (BARS, "What is the difference in count between Owl and Yak?", "difference", "Owl 90; Yak 15; 90 - 15: "
@@ -280,20 +280,22 @@ def test_worked_steps_lead_to_every_generated_answer(difficulty):
                     assert re.fullmatch(r"1?\d - \d( - 1)? = \d", column), (column, steps)
                 checked[qa.question_type] += 1
                 continue
-            if qa.question_type == "intersection":  # the asked corner first, word for word the question's
-                corner = qa.question.removeprefix("What is at the corner of ").removesuffix("?")
-                assert steps.startswith(corner + ". "), (steps, qa.question)
-                steps = steps.removeprefix(corner + ". ")
+            if qa.question_type == "intersection":  # the asked corner first, its names marked as the entries are
+                street, avenue = qa.question.removeprefix("What is at the corner of ").removesuffix("?").split(" and ")
+                head = f"{street} {ON_ASKED_STREET} {avenue} {AT_ASKED_CORNER}. "
+                assert steps.startswith(head), (steps, qa.question)
+                steps = steps.removeprefix(head)
             for step in steps.split("; "):
                 if qa.question_type == "intersection":
-                    # "Mall at Elm St and Ruby Ave on is Mall": the transcription's "Mall (3, 3) at Elm St and Ruby
-                    # Ave" without the grid position; "on" exactly when the street is asked, "is" only after "on".
+                    # "Mall at Elm St on Ruby Ave is Mall": the transcription's "Mall (3, 3) at Elm St and Ruby Ave"
+                    # without the grid position, "on" for "and" exactly when the street is the asked one, "is"
+                    # only after "on", and then when the avenue is the asked one too.
                     name, _, rest = step.partition(" at ")
-                    corner = rest.split(f" {ON_ASKED_STREET}")[0]
+                    marked = f" {ON_ASKED_STREET} " in rest
+                    corner = rest.split(f" {AT_ASKED_CORNER} ")[0].replace(f" {ON_ASKED_STREET} ", " and ")
                     assert re.search(rf"(?:^|\. ){re.escape(name)} \(\d, \d\) at {re.escape(corner)}\.", reading)
-                    street = corner.split(" and ")[0]
-                    assert (f" {ON_ASKED_STREET}" in rest) == (street in qa.question), (step, qa.question)
-                    assert rest.endswith(f" {AT_ASKED_CORNER} {name}") == (corner in qa.question), (step, qa.question)
+                    assert marked == corner.startswith(street + " and "), (step, qa.question)
+                    assert rest.endswith(f" {AT_ASKED_CORNER} {name}") == (marked and corner.endswith(" " + avenue))
                     continue
                 entry = step.removesuffix(" " + NEW_BEST[True]).removesuffix(" " + NEW_BEST[False])
                 assert entry in reading, (entry, reading)

@@ -53,9 +53,11 @@ def test_reading_recipe_continues_the_shipped_model_through_four_stages_and_resu
 @pytest.mark.slow  # stages II-IV at 2 steps each with 2 DDP processes: ~3 minutes on two shared cores
 def test_reading_recipe_continues_a_finished_model_on_new_samples(tmp_path):
     """CONTINUE=MODEL takes stages 0b and I as done (MODEL is their final model) and trains II-IV from it, on the
-    samples from FIRST_SAMPLE on; a CONTINUE that is not a model folder is refused before anything trains."""
+    samples from FIRST_SAMPLE on, with DRILL's question types drilled in stage II; a CONTINUE that is not a model
+    folder is refused before anything trains."""
     env = {**os.environ, "RUN": str(tmp_path / "run"), "CONTINUE": "minimax_vl/assets/demo_model",
-           "FIRST_SAMPLE": "30000", "S2_STEPS": "2", "S3_STEPS": "2", "S4_STEPS": "2"}
+           "FIRST_SAMPLE": "30000", "S2_STEPS": "2", "S3_STEPS": "2", "S4_STEPS": "2", "FACTS": "true",
+           "WORKED_STEPS": "true", "DRILL": "intersection largest_slice", "DRILL_WEIGHT": "2"}
     done = subprocess.run(["bash", "training/recipes/reading_model.sh"], cwd=REPO, env=env, capture_output=True,
                           text=True, timeout=3000)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
@@ -64,6 +66,8 @@ def test_reading_recipe_continues_a_finished_model_on_new_samples(tmp_path):
     assert (tmp_path / "run" / "stage1" / "final" / "model.safetensors").read_bytes() == shipped
     stage2 = yaml.safe_load((tmp_path / "run" / "stage2" / "stage.yaml").read_text())
     assert stage2["init"].endswith("stage1/final") and stage2["data"]["first_sample"] == 30000
+    assert stage2["data"]["question_types"] == ["intersection", "largest_slice"]
+    assert ["drill", 2] in stage2["data"]["mix"] and stage2["data"]["worked_steps"] is True
     assert (tmp_path / "run" / "stage4" / "final" / "config.json").exists()
     refused = subprocess.run(["bash", "training/recipes/reading_model.sh"], cwd=REPO,
                              env={**env, "RUN": str(tmp_path / "other"), "CONTINUE": str(tmp_path)},

@@ -19,6 +19,9 @@
 #   WORKED_STEPS=true ...  # with FACTS=true: largest / smallest / intersection / difference answers follow worked steps
 #                          # (reading.worked_steps; measured on text only so far: docs/MODEL_CARD.md)
 #   LM_LR=1e-3 ...         # the language model's rate in stages I and II (default 3e-4; see the note at stage I)
+#   DRILL="intersection largest_slice" DRILL_WEIGHT=3 ...
+#                          # stage II also trains drill samples (true transcription given, every question of these
+#                          # types; data.question_types) at this weight beside the mix's 16: the types a model fails
 #   PROCESSES=1 THREADS=2 bash training/recipes/reading_model.sh  # one process (default: 2 DDP processes x 1 thread,
 #                                                        # the fastest on a 2-core CPU: benchmarks/train_throughput.py)
 #   .venv/bin/python -m training.recipes.export_demo runs/reading                 # -> minimax_vl/assets/demo_model
@@ -54,6 +57,8 @@ S4_STEPS=${S4_STEPS:-50}
 LM_LR=${LM_LR:-3.0e-4}  # the language model's peak rate in stages I and II
 FACTS=${FACTS:-false}   # true: "Facts: ..." (the transcription's entries the question names) before each answer
 WORKED_STEPS=${WORKED_STEPS:-false}  # with FACTS=true: worked steps for largest / smallest / intersection / difference
+DRILL=${DRILL:-}        # question types drilled in stage II (space-separated tags), none by default
+DRILL_WEIGHT=${DRILL_WEIGHT:-3}
 ALL='[vision_tower,multi_modal_projector,image_newline,language_model]'
 
 COMMON=(--preset demo --global-batch-size 16 --micro-batch-size $((16 / PROCESSES)) --max-length 768 --no-packing
@@ -94,8 +99,14 @@ fi
 run_stage 1 "$S1_STEPS" --init "$RUN/grounding/final" --set "$(lr 0.0 0.0 "$LM_LR")" \
   --set 'trainable=[language_model]' --set 'data.mix=[[reading, 4], [reasoning, 3], [words, 1]]'
 # II: read-first questions, transcriptions and text-only reasoning (the paper's text share is the reasoning here).
-run_stage 2 "$S2_STEPS" --set "$(lr 5.0e-5 1.0e-4 "$LM_LR")" --set schedule.kind=wsd \
-  --set 'data.mix=[[vqa, 6], [reading, 3], [reasoning, 6], [text_only, 1]]'
+S2_MIX='[vqa, 6], [reading, 3], [reasoning, 6], [text_only, 1]'
+DRILL_SET=()
+if [[ -n "$DRILL" ]]; then
+  S2_MIX="$S2_MIX, [drill, $DRILL_WEIGHT]"
+  DRILL_SET=(--set "data.question_types=[${DRILL// /, }]")
+fi
+run_stage 2 "$S2_STEPS" --set "$(lr 5.0e-5 1.0e-4 "$LM_LR")" --set schedule.kind=wsd --set "data.mix=[$S2_MIX]" \
+  "${DRILL_SET[@]}"
 # III: instruction following (full-sentence conversations) while bare questions keep reading first.
 run_stage 3 "$S3_STEPS" --set "$(lr 5.0e-5 1.5e-4 1.5e-4)" --set 'data.mix=[[vqa, 3], [reasoning, 2], [conversation, 1]]'
 # IV: DPO: chosen and rejected replies share the transcription and differ in the answer.
