@@ -2,7 +2,6 @@
 trains on them (a few steps, loss finite, the prediction read at the right position)."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -13,15 +12,12 @@ import torch
 SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "in_context_recall.py"
 
 
-def load():
-    spec = importlib.util.spec_from_file_location("in_context_recall", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+@pytest.fixture(scope="module")
+def recall(load_benchmark):
+    return load_benchmark("in_context_recall")
 
 
-def test_the_last_token_is_the_value_of_the_key_asked_again():
-    recall = load()
+def test_the_last_token_is_the_value_of_the_key_asked_again(recall):
     ids = recall.recall_batch(torch.Generator().manual_seed(1), n=32)
     assert ids.shape == (32, 2 * recall.PAIRS + 3)
     for row in ids.tolist():
@@ -32,8 +28,7 @@ def test_the_last_token_is_the_value_of_the_key_asked_again():
         assert all(0 <= v - recall.VALUE_START < 20 for v in pairs.values())
 
 
-def test_several_queries_ask_distinct_keys_each_followed_by_its_value():
-    recall = load()
+def test_several_queries_ask_distinct_keys_each_followed_by_its_value(recall):
     ids = recall.recall_batch(torch.Generator().manual_seed(2), n=16, queries=4)
     positions = recall.value_positions(4)
     assert ids.shape == (16, 2 * recall.PAIRS + 1 + 8) and positions.flatten().tolist() == [14, 16, 18, 20]
@@ -44,10 +39,9 @@ def test_several_queries_ask_distinct_keys_each_followed_by_its_value():
         assert [row[p] for p in positions.flatten()] == [pairs[key] for key in asked]
 
 
-def test_multi_token_values_are_a_space_and_digits_trained_digit_by_digit():
+def test_multi_token_values_are_a_space_and_digits_trained_digit_by_digit(recall):
     """`--value-digits 2`: "key SPACE d d", as the demo tokenizer writes "Yak 15"; the trained positions are the
     asked value's digits, which spell the number stored after that key."""
-    recall = load()
     ids = recall.recall_batch(torch.Generator().manual_seed(3), n=64, queries=3, value_digits=2)
     positions = recall.value_positions(3, value_digits=2)
     assert ids.shape == (64, 4 * recall.PAIRS + 1 + 3 * 4) and positions.shape == (3, 2)
@@ -71,8 +65,7 @@ def test_multi_token_values_are_a_space_and_digits_trained_digit_by_digit():
             pairs[row[query[0] - 1]] for query in bare_positions.tolist()]
 
 
-def test_model_specs_carry_learning_rate_and_warmup():
-    recall = load()
+def test_model_specs_carry_learning_rate_and_warmup(recall):
     assert recall.parse_spec("demo@3e-4/100") == ("demo", 3e-4, 100)
     assert recall.parse_spec("plain-pre-norm") == ("plain-pre-norm", 1e-3, 0)
     assert recall.parse_spec("demo,initializer_range=0.06@1e-3/10") == ("demo,initializer_range=0.06", 1e-3, 10)
@@ -81,10 +74,9 @@ def test_model_specs_carry_learning_rate_and_warmup():
     assert 0.05 < decoder.model.model.embed_tokens.weight.std().item() < 0.07
 
 
-def test_a_config_override_the_model_does_not_support_is_refused():
+def test_a_config_override_the_model_does_not_support_is_refused(recall):
     """Setting a field the model would ignore must fail, or a comparison silently repeats the unchanged decoder
     (postnorm=false once ran as the post-norm decoder, step for step)."""
-    recall = load()
     with pytest.raises(SystemExit, match="postnorm=False is not supported"):
         recall.build("demo,postnorm=false")
     with pytest.raises(SystemExit, match="num_experts_per_tok"):

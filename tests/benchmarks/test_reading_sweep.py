@@ -2,29 +2,16 @@
 fraction of a second, two probe images; the table and sweep.json hold what the sweep measured."""
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
 import pytest
 
 from minimax_vl.config import MiniMaxVL01Config
 
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "reading_sweep.py"
-
 
 @pytest.fixture(scope="module")
-def sweep_module():
-    """The script as a module (benchmarks/ is not a package); registered while it runs, as dataclasses need."""
-    spec = importlib.util.spec_from_file_location("reading_sweep", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module
-    try:
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        del sys.modules[spec.name]
+def sweep_module(load_benchmark):
+    return load_benchmark("reading_sweep")
 
 
 def _expected_tokens(tile: int, patch: int, side: int) -> int:

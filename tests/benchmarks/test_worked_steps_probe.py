@@ -2,7 +2,6 @@
 run of the script on the shipped model (two scenes)."""
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -14,11 +13,8 @@ QUESTION = "What is at the corner of Elm St and Ruby Ave?"
 
 
 @pytest.fixture(scope="module")
-def probe():
-    spec = importlib.util.spec_from_file_location("worked_steps_probe", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def probe(load_benchmark):
+    return load_benchmark("worked_steps_probe")
 
 
 @pytest.mark.parametrize("facts, marks", [

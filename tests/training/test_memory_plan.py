@@ -4,23 +4,15 @@
 """
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import pytest
 import torch
 
 from minimax_vl.model import MiniMaxVL01, parameter_counts
 
-PLAN = Path(__file__).resolve().parents[2] / "benchmarks" / "memory_plan.py"
-
 
 @pytest.fixture(scope="module")
-def memory_plan():
-    spec = importlib.util.spec_from_file_location("memory_plan", PLAN)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+def memory_plan(load_benchmark):
+    return load_benchmark("memory_plan")
 
 
 def test_parameter_plan_counts_the_model(memory_plan):
