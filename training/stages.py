@@ -108,6 +108,12 @@ class DataConfig:
     def validate(self) -> None:
         if self.dataset is None:
             self.sample_kinds()
+            from training.datasets import generator_config  # the generator's own checks, as a config error
+
+            try:
+                generator_config(self, "train")
+            except ValueError as error:
+                raise StageConfigError(f"data: {error}") from None
         if self.rejected not in REJECTED_STYLES:
             raise StageConfigError(f"data.rejected={self.rejected!r}; choose one of {REJECTED_STYLES}")
         if self.first_sample < 0:

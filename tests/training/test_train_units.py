@@ -56,6 +56,13 @@ def test_overrides_are_dotted_yaml_values():
         load_stage(1, ["trainable=[language_model]"])
     with pytest.raises(StageConfigError, match="key=value"):
         load_stage(1, ["max_steps"])
+    # the generator's own checks come back as config errors too, before anything is built
+    with pytest.raises(StageConfigError, match=r"add \[drill, <weight>\] to the mix"):
+        load_stage(2, ["data.question_types=[intersection]"])
+    with pytest.raises(StageConfigError, match="needs facts=True"):
+        load_stage(2, ["data.worked_steps=true"])
+    drill = load_stage(2, ["data.mix=[[vqa, 6], [drill, 2]]", "data.question_types=[intersection]"])
+    assert drill.data.question_types == ["intersection"]
 
 
 def test_cli_flags_become_overrides_and_set_wins():
