@@ -17,6 +17,7 @@ A drill to test a new form on (200 steps, ~5 minutes on 2 cores; the ninth sessi
       --stage 2 --output runs/drill --max-steps 200 --init runs/read13/stage4/final --preset demo \\
       --global-batch-size 16 --micro-batch-size 8 --max-length 768 --no-packing --num-threads 1 \\
       --set data.read_first=true --set data.facts=true --set data.worked_steps=true --set data.difficulty=easy \\
+      --set data.image_size=192 --set data.font_scale=1.3 \\
       --set data.first_sample=300000 --set 'data.mix=[[drill, 1]]' --set 'data.question_types=[intersection]' \\
       --set 'trainable=[language_model]' --set schedule.kind=wsd --set schedule.warmup_steps=20 \\
       --set 'learning_rates={vision_tower: 0.0, multi_modal_projector: 0.0, image_newline: 0.0, language_model: 1.0e-3}'
@@ -30,7 +31,6 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from minimax_vl.data.map_questions import MAP_QUESTION_TYPES  # noqa: E402
 from minimax_vl.data.reading import AT_ASKED_CORNER, ON_ASKED_STREET, split_reply  # noqa: E402
 from minimax_vl.data.samples import GeneratorConfig, make_sample  # noqa: E402
 from minimax_vl.data.scoring import is_correct  # noqa: E402
@@ -71,9 +71,9 @@ def main(argv=None) -> int:
     from minimax_vl.vqa import reason_from_true_readings
 
     torch.set_num_threads(args.threads)
-    kinds = ("map",) if args.type in MAP_QUESTION_TYPES else ("chart",)
+    # drill samples draw only the image kinds asked this type (both for "count")
     config = GeneratorConfig(split="test", sample_kinds=(("drill", 1.0),), difficulty="easy", image_size=192,
-                             font_scale=1.3, image_kinds=kinds, question_types=(args.type,))
+                             font_scale=1.3, question_types=(args.type,))
     samples = [make_sample(config, index, draw=False) for index in range(args.images)]
     for sample in samples:
         sample.images.append(None)  # the question's image slot (never drawn): questions_of reads one-image samples
@@ -82,7 +82,8 @@ def main(argv=None) -> int:
         records = [r for r in reason_from_true_readings(model, samples, max_new_tokens=128, progress=False)
                    if r.question_type == args.type]
         right = sum(is_correct(r.prediction, r.answer, r.match) for r in records)
-        line = f"{path}: {args.type} from the true transcription {right}/{len(records)} = {100 * right / len(records):.1f}%"
+        line = (f"{path}: {args.type} from the true transcription {right}/{len(records)} = "
+                f"{100 * right / len(records):.1f}%")
         if args.type == "intersection":
             marks = [intersection_marks(r.question, r.reply) for r in records]
             line += "; " + "; ".join(f"{key}: {sum(m[key] for m in marks)}" for key in marks[0])
